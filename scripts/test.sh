@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what is missing, then builds and runs the whole suite three times:
+# Release (unit, stress, install, benchmark smoke), ThreadSanitizer, and
+# AddressSanitizer+UndefinedBehaviorSanitizer, each in its own build folder.
+# Stress length: CPUHP_STRESS_SECONDS (default a few seconds per test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+jobs=$(nproc)
+
+build() {
+  local dir=$1
+  shift
+  cmake -S . -B "$dir" "$@"
+  cmake --build "$dir" -j "$jobs"
+}
+run_suite() {
+  local dir=$1
+  shift
+  echo "=== ctest in $dir"
+  ctest --test-dir "$dir" --output-on-failure -j "$jobs" "$@"
+}
+
+build build -DCMAKE_BUILD_TYPE=Release
+run_suite build
+
+build build-tsan -DCPUHP_SANITIZE=thread -DCPUHP_BUILD_BENCH=OFF
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_suite build-tsan
+
+build build-asan -DCPUHP_SANITIZE=address -DCPUHP_BUILD_BENCH=OFF
+ASAN_OPTIONS="detect_leaks=1 abort_on_error=1" \
+  UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1" run_suite build-asan
+
+echo "cpuhp: all suites passed (Release, TSan, ASan+UBSan)"
