@@ -1,0 +1,177 @@
+// cpuhp/percpu_rwsem.h — the hotplug lock: a reader-writer lock whose read
+// side costs a few instructions, after the kernel's percpu_rw_semaphore and
+// rcu_sync (kernel/locking/percpu-rwsem.c, kernel/rcu/sync.c).
+//
+// CONTRACT
+//
+//   lock_shared() / unlock_shared()  any thread, any number of times, nested.
+//       Fast path (gate open, the normal case): a plain store to a counter
+//       that only the calling thread writes, a compiler barrier and one load.
+//       No atomic read-modify-write, no fence, no store to a shared line.
+//       Nested read locks on one thread never block, even with a writer
+//       queued (the writer is waiting for this very thread, so blocking
+//       would deadlock). The thread that holds the write lock may also take
+//       the read lock (hotplug callbacks do).
+//   lock() / unlock()                any thread not holding a read lock of
+//       this semaphore. Writers are serialised. A writer waits for every read
+//       section that started before it to end; read sections that start while
+//       it is queued or inside wait for it (writers do not starve), and
+//       readers that waited for one writer get in before the next writer
+//       (readers do not starve either).
+//   try_lock_shared() / try_lock()   never block on the other side.
+//   disown_shared() / unlock_disowned_shared()
+//       A read hold released by another thread: the holder calls
+//       disown_shared(), after which the hold belongs to no thread and any
+//       thread may end it with unlock_disowned_shared(). (Plain unlock_shared()
+//       on a thread that holds nothing aborts with a message saying this.)
+//
+//   Models SharedLockable and Lockable: std::shared_lock and std::unique_lock
+//   work; ReadLock / WriteLock below are those two.
+//
+//   Misuse that would deadlock (lock() while holding a read lock, lock()
+//   twice on one thread, destroying a held lock) aborts with a message; the
+//   hotplug Domain checks first and returns an error instead.
+//
+// ORDERING PROMISED
+//
+//   Everything written inside a write section happens-before every read
+//   section that starts after unlock(), and every read section that ended
+//   before lock() returned happens-before the write section. A read section
+//   never overlaps a write section.
+//
+// HOW (labels match model/ and the comments in percpu_rwsem.cpp)
+//
+//   [R1] reader: count += 1        [W1] writer: gate = closed
+//   [R2] reader: load gate         [W2] writer: membarrier() — a full barrier
+//                                        on every running thread of the process
+//                                   [W3] writer: block = 1, fence
+//                                   [W4] writer: wait until sum(counts) == 0
+//   Dekker: either the reader's [R2] sees the gate closed (slow path: fenced
+//   recheck of `block`, back off and wait), or the writer's [W4] sees its
+//   count. The reader needs no fence because [W2] supplies it, which is what
+//   MEMBARRIER_CMD_PRIVATE_EXPEDITED is for. Reopening the gate is deferred by
+//   an RCU grace period after the last writer leaves, and a writer that comes
+//   back before then skips [W1]/[W2] (rcu_sync's GP_PASSED/GP_EXIT/REPLAY).
+//
+//   Where membarrier is missing or refused (old kernel, seccomp EPERM/ENOSYS;
+//   detected once at start, or forced with ReadSide::kFenced or the
+//   environment variable CPUHP_NO_MEMBARRIER=1), the gate never opens and every
+//   reader takes the fenced slow path: slower, equally correct.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+
+#include "cpuhp/detail/reader_slots.h"
+
+namespace cpuhp {
+
+enum class ReadSide {
+  kAuto,    // membarrier-based fast path where the kernel allows it
+  kFenced,  // always the fenced slow path (what kAuto falls back to)
+};
+
+// True if this process can use MEMBARRIER_CMD_PRIVATE_EXPEDITED (decided once;
+// CPUHP_NO_MEMBARRIER=1 in the environment forces false).
+bool membarrier_available() noexcept;
+
+class PercpuRwSemaphore {
+ public:
+  explicit PercpuRwSemaphore(ReadSide read_side = ReadSide::kAuto);
+  ~PercpuRwSemaphore();  // precondition: not held (checked: aborts); never waits
+  PercpuRwSemaphore(const PercpuRwSemaphore&) = delete;
+  PercpuRwSemaphore& operator=(const PercpuRwSemaphore&) = delete;
+
+  void lock_shared() {
+    detail::ReaderSlot* slot = slots_.slot_for_this_thread();
+    const long held = slot->count.load(std::memory_order_relaxed);
+    // [R1] Relaxed: only this thread writes the slot. Paired with the
+    // writer's [W2] membarrier + [W4] sum; the compiler barrier below keeps
+    // [R1] before [R2] in program order, membarrier does it for the CPU.
+    slot->count.store(held + 1, std::memory_order_relaxed);
+    if (held > 0) return;  // nested: the writer is waiting for us; never block
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    // [R2] Acquire: pairs with the release store that reopens the gate [W6],
+    // which happens-after the last writer's section.
+    if (gate_.load(std::memory_order_acquire) == kGateOpen) [[likely]]
+      return;
+    lock_shared_slow(slot);
+  }
+
+  void unlock_shared() {
+    detail::ReaderSlot* slot = slots_.slot_for_this_thread();
+    const long held = slot->count.load(std::memory_order_relaxed);
+    if (held <= 0) [[unlikely]]
+      unlock_without_hold();
+    // [R3] Release: pairs with the writer's acquire loads in [W4], so the
+    // read section happens-before the write section that follows it.
+    slot->count.store(held - 1, std::memory_order_release);
+    if (held > 1) return;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    // [R4] If the gate is open no writer got past [W2] before [R3] became
+    // visible, so the writer's [W4] will see [R3] without a wake-up.
+    if (gate_.load(std::memory_order_relaxed) != kGateOpen) [[unlikely]]
+      wake_writer();
+  }
+
+  bool try_lock_shared();
+
+  void lock();
+  bool try_lock();
+  void unlock();
+
+  void disown_shared();
+  void unlock_disowned_shared();
+
+  // Introspection for callers that must report misuse instead of deadlocking.
+  bool held_shared_by_this_thread() {
+    return slots_.slot_for_this_thread()->count.load(std::memory_order_relaxed) > 0;
+  }
+  bool held_exclusive_by_this_thread() const noexcept;
+  ReadSide read_side() const noexcept { return read_side_; }
+
+ private:
+  static constexpr std::uint32_t kGateOpen = 0;
+  static constexpr std::uint32_t kGateClosed = 1;
+  enum class SyncState { kIdle, kPassed, kExitPending, kReplay };
+
+  void lock_shared_slow(detail::ReaderSlot* slot);
+  [[noreturn]] void unlock_without_hold();
+  void wake_writer();
+  bool enter_write_section(bool wait_for_readers);
+  void close_gate();            // rcu_sync_enter
+  void schedule_gate_reopen();  // rcu_sync_exit
+  void queue_gate_reopen();     // after a grace period: reopen_gate_callback()
+  void reopen_gate_callback();
+
+  detail::ReaderSlotTable slots_;
+  const ReadSide read_side_;
+  alignas(detail::kCacheLine) std::atomic<std::uint32_t> gate_;
+
+  // Writer side; readers touch these only on slow paths.
+  alignas(detail::kCacheLine) std::atomic<std::uint32_t> block_{0};
+  std::atomic<const void*> writer_owner_{nullptr};
+  std::atomic<bool> writer_waiting_{false};
+  std::atomic<std::uint32_t> writer_wake_seq_{0};
+  std::atomic<std::uint32_t> waiting_readers_{0};
+  std::mutex writer_mutex_;
+
+  // rcu_sync state, guarded by sync_mutex_ (the reopen callback takes it too).
+  std::mutex sync_mutex_;
+  SyncState sync_state_ = SyncState::kIdle;
+  bool reopen_queued_ = false;
+  int writers_inside_ = 0;
+  // Shared with queued reopen callbacks, so the destructor detaches them
+  // instead of waiting a grace period for them (it may run inside a read
+  // section, or on the callback thread itself).
+  struct ReopenToken;
+  std::shared_ptr<ReopenToken> reopen_token_;
+};
+
+using ReadLock = std::shared_lock<PercpuRwSemaphore>;
+using WriteLock = std::unique_lock<PercpuRwSemaphore>;
+
+}  // namespace cpuhp

@@ -1,0 +1,260 @@
+// PercpuRwSemaphore slow paths and writer side. The fast paths and the
+// meaning of the [Rn]/[Wn] labels are in include/cpuhp/percpu_rwsem.h; the
+// same labels name the steps of model/percpu_rwsem.pml.
+#include "cpuhp/percpu_rwsem.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "cpuhp/rcu.h"
+#include "membarrier.h"
+
+namespace cpuhp {
+namespace {
+
+thread_local char tl_thread_token;
+const void* this_thread_token() noexcept { return &tl_thread_token; }
+
+[[noreturn]] void die(const char* what) {
+  std::fprintf(stderr, "cpuhp: PercpuRwSemaphore: %s\n", what);
+  std::abort();
+}
+
+}  // namespace
+
+struct PercpuRwSemaphore::ReopenToken {
+  explicit ReopenToken(PercpuRwSemaphore* o) : owner(o) {}
+  std::mutex mutex;  // held while a callback works on owner
+  PercpuRwSemaphore* owner;
+};
+
+PercpuRwSemaphore::PercpuRwSemaphore(ReadSide read_side)
+    : read_side_(read_side == ReadSide::kAuto && membarrier_available()
+                     ? ReadSide::kAuto
+                     : ReadSide::kFenced),
+      // The fenced read side keeps the gate closed for good: every reader
+      // takes the slow path, whose fence [R5] replaces the writer's [W2].
+      gate_(read_side_ == ReadSide::kAuto ? kGateOpen : kGateClosed),
+      reopen_token_(std::make_shared<ReopenToken>(this)) {
+  if (read_side_ == ReadSide::kFenced) sync_state_ = SyncState::kPassed;
+}
+
+PercpuRwSemaphore::~PercpuRwSemaphore() {
+  if (block_.load(std::memory_order_relaxed) != 0) die("destroyed while write-locked");
+  if (slots_.sum_acquire() != 0) die("destroyed while read-locked");
+  // A queued reopen callback finds no owner and does nothing; one running now
+  // holds the token's mutex, so this waits only for it to finish.
+  std::lock_guard guard(reopen_token_->mutex);
+  reopen_token_->owner = nullptr;
+}
+
+bool PercpuRwSemaphore::held_exclusive_by_this_thread() const noexcept {
+  return writer_owner_.load(std::memory_order_relaxed) == this_thread_token();
+}
+
+// ---------------------------------------------------------------- readers
+
+void PercpuRwSemaphore::lock_shared_slow(detail::ReaderSlot* slot) {
+  // On entry our count is 1 ([R1] done, we held nothing before).
+  bool counted_as_waiting = false;
+  for (;;) {
+    // [R5] Full fence: pairs with the writer's fence after [W3]. Dekker on
+    // (our count, block_): either we see block_ set here, or the writer's
+    // [W4] sees our count and waits for us.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    // Acquire: pairs with the release store block_ = 0 in unlock() [W7].
+    if (block_.load(std::memory_order_acquire) == 0) break;
+    // The writer's own thread (a hotplug callback) reads what it writes.
+    if (writer_owner_.load(std::memory_order_relaxed) == this_thread_token()) break;
+    // Back off: hold nothing while waiting, or the writer waits for us.
+    // Release: pairs with the writer's acquire loads in [W4].
+    slot->count.store(0, std::memory_order_release);
+    wake_writer();
+    if (!counted_as_waiting) {
+      // The next writer waits for this count to drain before [W3], so a
+      // reader waits for at most the writer in front of it.
+      waiting_readers_.fetch_add(1, std::memory_order_relaxed);
+      counted_as_waiting = true;
+    }
+    // Acquire: pairs with [W7]; wakes on the notify_all() that follows it.
+    block_.wait(1, std::memory_order_acquire);
+    slot->count.store(1, std::memory_order_relaxed);  // [R1] again
+  }
+  if (counted_as_waiting && waiting_readers_.fetch_sub(1, std::memory_order_relaxed) == 1)
+    waiting_readers_.notify_all();
+}
+
+bool PercpuRwSemaphore::try_lock_shared() {
+  detail::ReaderSlot* slot = slots_.slot_for_this_thread();
+  const long held = slot->count.load(std::memory_order_relaxed);
+  slot->count.store(held + 1, std::memory_order_relaxed);  // [R1], as in lock_shared()
+  if (held > 0) return true;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (gate_.load(std::memory_order_acquire) == kGateOpen) return true;  // [R2]
+  std::atomic_thread_fence(std::memory_order_seq_cst);                  // [R5]
+  if (block_.load(std::memory_order_acquire) == 0 ||
+      writer_owner_.load(std::memory_order_relaxed) == this_thread_token())
+    return true;
+  slot->count.store(0, std::memory_order_release);  // back off, as in lock_shared_slow()
+  wake_writer();
+  return false;
+}
+
+void PercpuRwSemaphore::wake_writer() {
+  // [R6] Full fence: pairs with the writer's fence after it sets
+  // writer_waiting_. Either we see writer_waiting_ and wake it, or its [W4]
+  // sees our count store that precedes this fence.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!writer_waiting_.load(std::memory_order_relaxed)) return;
+  // Release: pairs with the writer's acquire load of writer_wake_seq_.
+  writer_wake_seq_.fetch_add(1, std::memory_order_release);
+  writer_wake_seq_.notify_one();
+}
+
+void PercpuRwSemaphore::unlock_without_hold() {
+  die("unlock_shared() on a thread that holds no read lock of this semaphore; to release "
+      "a read lock on another thread, call disown_shared() on the holder and "
+      "unlock_disowned_shared() on the releaser");
+}
+
+void PercpuRwSemaphore::disown_shared() {
+  detail::ReaderSlot* slot = slots_.slot_for_this_thread();
+  if (slot->count.load(std::memory_order_relaxed) <= 0)
+    die("disown_shared() on a thread that holds no read lock of this semaphore");
+  slots_.disown_one(slot);  // the sum is unchanged: no writer to wake
+}
+
+void PercpuRwSemaphore::unlock_disowned_shared() {
+  if (!slots_.release_one_disowned())
+    die("unlock_disowned_shared() without a disowned read lock (see disown_shared())");
+  wake_writer();
+}
+
+// ---------------------------------------------------------------- writers
+
+void PercpuRwSemaphore::lock() { enter_write_section(/*wait_for_readers=*/true); }
+bool PercpuRwSemaphore::try_lock() {
+  return enter_write_section(/*wait_for_readers=*/false);
+}
+
+bool PercpuRwSemaphore::enter_write_section(bool wait) {
+  if (held_exclusive_by_this_thread())
+    die("lock() by the thread that already holds the write lock");
+  if (held_shared_by_this_thread())
+    die("lock() by a thread that holds a read lock of this semaphore: would deadlock");
+  if (wait) {
+    writer_mutex_.lock();
+  } else if (!writer_mutex_.try_lock()) {
+    return false;
+  }
+  close_gate();  // [W1] [W2]
+  // Readers that waited for the previous writer get in before this one.
+  for (std::uint32_t n; (n = waiting_readers_.load(std::memory_order_relaxed)) != 0;) {
+    if (!wait) {
+      schedule_gate_reopen();
+      writer_mutex_.unlock();
+      return false;
+    }
+    waiting_readers_.wait(n, std::memory_order_relaxed);
+  }
+  block_.store(1, std::memory_order_relaxed);  // [W3]
+  writer_owner_.store(this_thread_token(), std::memory_order_relaxed);
+  writer_waiting_.store(true, std::memory_order_relaxed);
+  // Pairs with the readers' [R5] (they see block_ or we see their count) and
+  // [R6] (they see writer_waiting_ or we see their count drop).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  for (;;) {  // [W4]
+    // Acquire: pairs with the release increment in wake_writer().
+    const std::uint32_t seq = writer_wake_seq_.load(std::memory_order_acquire);
+    if (slots_.sum_acquire() == 0) break;
+    if (!wait) {
+      writer_waiting_.store(false, std::memory_order_relaxed);
+      writer_owner_.store(nullptr, std::memory_order_relaxed);
+      block_.store(0, std::memory_order_release);  // as [W7]
+      block_.notify_all();
+      schedule_gate_reopen();
+      writer_mutex_.unlock();
+      return false;
+    }
+    writer_wake_seq_.wait(seq, std::memory_order_acquire);
+  }
+  writer_waiting_.store(false, std::memory_order_relaxed);
+  return true;
+}
+
+void PercpuRwSemaphore::unlock() {
+  if (!held_exclusive_by_this_thread())
+    die("unlock() by a thread that does not hold the write lock");
+  writer_owner_.store(nullptr, std::memory_order_relaxed);
+  // [W7] Release: pairs with the acquire load of block_ in the readers' slow
+  // path, so the write section happens-before their read sections.
+  block_.store(0, std::memory_order_release);
+  block_.notify_all();
+  schedule_gate_reopen();
+  writer_mutex_.unlock();
+}
+
+// ------------------------------------------------------ gate (rcu_sync)
+
+void PercpuRwSemaphore::close_gate() {
+  std::lock_guard guard(sync_mutex_);
+  ++writers_inside_;
+  switch (sync_state_) {
+    case SyncState::kIdle:
+      // [W1] Relaxed: the membarrier below orders it before our [W4] loads
+      // and makes it visible to every reader's next [R2].
+      gate_.store(kGateClosed, std::memory_order_relaxed);
+      detail::membarrier_all_threads();  // [W2]
+      sync_state_ = SyncState::kPassed;
+      break;
+    case SyncState::kExitPending:
+    case SyncState::kReplay:
+      // A reopen is queued but the gate is still closed: skip [W1]/[W2]. The
+      // callback sees writers_inside_ and leaves the gate closed.
+      sync_state_ = SyncState::kPassed;
+      break;
+    case SyncState::kPassed:
+      break;  // fenced read side: the gate never opens
+  }
+}
+
+void PercpuRwSemaphore::schedule_gate_reopen() {
+  std::lock_guard guard(sync_mutex_);
+  --writers_inside_;
+  if (read_side_ == ReadSide::kFenced || writers_inside_ != 0) return;
+  if (reopen_queued_) {
+    // The queued callback's grace period began before this writer left:
+    // make it wait one more (rcu_sync's GP_REPLAY).
+    sync_state_ = SyncState::kReplay;
+    return;
+  }
+  sync_state_ = SyncState::kExitPending;
+  reopen_queued_ = true;
+  queue_gate_reopen();
+}
+
+void PercpuRwSemaphore::queue_gate_reopen() {
+  rcu::rcu_call([token = reopen_token_] {
+    std::lock_guard guard(token->mutex);
+    if (token->owner != nullptr) token->owner->reopen_gate_callback();
+  });
+}
+
+void PercpuRwSemaphore::reopen_gate_callback() {
+  std::lock_guard guard(sync_mutex_);
+  if (writers_inside_ == 0 && sync_state_ == SyncState::kReplay) {
+    sync_state_ = SyncState::kExitPending;
+    queue_gate_reopen();
+    return;
+  }
+  if (writers_inside_ == 0 && sync_state_ == SyncState::kExitPending) {
+    // [W6] Release: pairs with the readers' acquire [R2]; the last write
+    // section happens-before every fast-path read section after this.
+    gate_.store(kGateOpen, std::memory_order_release);
+    sync_state_ = SyncState::kIdle;
+  }
+  // Otherwise a writer is inside; it queues a new reopen when it leaves.
+  reopen_queued_ = false;
+}
+
+}  // namespace cpuhp

@@ -1,0 +1,1077 @@
+// Unit tests for cpuhp::PercpuRwSemaphore (include/cpuhp/percpu_rwsem.h), run
+// for both read sides: kAuto (membarrier fast path where the kernel allows it)
+// and kFenced (always the fenced slow path).
+//
+// Blocking is checked the usual way: the thread that should block sets a
+// "started" flag, then tries; the test waits for "started", sleeps kSettle and
+// checks that the thread did not get in. "Eventually" means within 5 s of
+// polling; there are no other timing assertions.
+#include "cpuhp/percpu_rwsem.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <barrier>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <ostream>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cpuhp/rcu.h"
+
+namespace cpuhp {
+
+// Names the parameter in gtest's messages (found by argument-dependent lookup).
+static void PrintTo(ReadSide side, std::ostream* os) {
+  *os << (side == ReadSide::kAuto ? "kAuto" : "kFenced");
+}
+
+namespace {
+
+using namespace std::chrono_literals;
+
+// Long enough for a thread that is going to block to reach the blocking call.
+constexpr auto kSettle = 50ms;
+
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = 5000ms) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
+
+bool is_set(const std::atomic<bool>& flag) { return flag.load(); }
+
+void wait_for(const std::atomic<bool>& flag) {
+  while (!flag.load()) flag.wait(false);
+}
+
+void raise(std::atomic<bool>& flag) {
+  flag.store(true);
+  flag.notify_all();
+}
+
+std::string side_name(const testing::TestParamInfo<ReadSide>& info) {
+  return info.param == ReadSide::kAuto ? "Auto" : "Fenced";
+}
+
+class PercpuRwSemTest : public testing::TestWithParam<ReadSide> {
+ protected:
+  PercpuRwSemaphore sem_{GetParam()};
+};
+
+// While the calling thread holds the write lock, another thread's read lock
+// blocks; it gets in once the writer leaves and sees what the writer wrote.
+void expect_writer_excludes_reader(PercpuRwSemaphore& sem) {
+  int data = 0;  // plain: ThreadSanitizer checks the lock's happens-before
+  std::atomic<bool> started{false}, acquired{false};
+  std::atomic<int> seen{-1};
+  sem.lock();
+  data = 1;
+  std::thread reader([&] {
+    raise(started);
+    sem.lock_shared();
+    raise(acquired);
+    seen = data;
+    sem.unlock_shared();
+  });
+  wait_for(started);
+  std::this_thread::sleep_for(kSettle);
+  EXPECT_FALSE(is_set(acquired)) << "a reader got in while the write lock was held";
+  data = 2;
+  sem.unlock();
+  EXPECT_TRUE(eventually([&] { return is_set(acquired); }));
+  reader.join();
+  EXPECT_EQ(seen.load(), 2);
+}
+
+// A writer waits for a read section (on the calling thread) that started
+// before it, and sees what was written before that section ended.
+void expect_reader_excludes_writer(PercpuRwSemaphore& sem) {
+  int data = 0;
+  std::atomic<bool> started{false}, acquired{false};
+  std::atomic<int> seen{-1};
+  sem.lock_shared();
+  std::thread writer([&] {
+    raise(started);
+    sem.lock();
+    raise(acquired);
+    seen = data;
+    data = 100;
+    sem.unlock();
+  });
+  wait_for(started);
+  std::this_thread::sleep_for(kSettle);
+  EXPECT_FALSE(is_set(acquired)) << "a writer got in while a read lock was held";
+  EXPECT_EQ(data, 0);
+  sem.unlock_shared();
+  EXPECT_TRUE(eventually([&] { return is_set(acquired); }));
+  writer.join();
+  EXPECT_EQ(seen.load(), 0);
+  sem.lock_shared();
+  EXPECT_EQ(data, 100);
+  sem.unlock_shared();
+}
+
+// ------------------------------------------------------------ read side
+
+TEST_P(PercpuRwSemTest, LockSharedAndUnlockShared) {
+  EXPECT_FALSE(sem_.held_shared_by_this_thread());
+  sem_.lock_shared();
+  EXPECT_TRUE(sem_.held_shared_by_this_thread());
+  EXPECT_FALSE(sem_.held_exclusive_by_this_thread());
+  sem_.unlock_shared();
+  EXPECT_FALSE(sem_.held_shared_by_this_thread());
+  for (int i = 0; i < 100; ++i) {
+    sem_.lock_shared();
+    sem_.unlock_shared();
+  }
+  EXPECT_FALSE(sem_.held_shared_by_this_thread());
+  // Fully released: a writer on another thread gets in without waiting.
+  std::thread([&] {
+    EXPECT_TRUE(sem_.try_lock());
+    sem_.unlock();
+  }).join();
+}
+
+TEST_P(PercpuRwSemTest, NestedReadLockDepthThree) {
+  for (int depth = 1; depth <= 3; ++depth) {
+    sem_.lock_shared();
+    EXPECT_TRUE(sem_.held_shared_by_this_thread()) << "depth " << depth;
+  }
+  sem_.unlock_shared();
+  EXPECT_TRUE(sem_.held_shared_by_this_thread());
+  sem_.unlock_shared();
+  EXPECT_TRUE(sem_.held_shared_by_this_thread());
+  // Still held once: a writer on another thread cannot get in.
+  std::thread([&] { EXPECT_FALSE(sem_.try_lock()); }).join();
+  sem_.unlock_shared();
+  EXPECT_FALSE(sem_.held_shared_by_this_thread());
+  std::thread([&] {
+    EXPECT_TRUE(sem_.try_lock());
+    sem_.unlock();
+  }).join();
+}
+
+TEST_P(PercpuRwSemTest, TryLockSharedSucceedsWithoutWriter) {
+  ASSERT_TRUE(sem_.try_lock_shared());
+  EXPECT_TRUE(sem_.held_shared_by_this_thread());
+  ASSERT_TRUE(sem_.try_lock_shared());  // nested
+  sem_.unlock_shared();
+  EXPECT_TRUE(sem_.held_shared_by_this_thread());
+  sem_.unlock_shared();
+  EXPECT_FALSE(sem_.held_shared_by_this_thread());
+  // Also after a writer has come and gone.
+  sem_.lock();
+  sem_.unlock();
+  ASSERT_TRUE(sem_.try_lock_shared());
+  sem_.unlock_shared();
+}
+
+TEST_P(PercpuRwSemTest, TryLockSharedFailsWhileAnotherThreadHoldsWriteLock) {
+  std::atomic<bool> locked{false}, release{false};
+  std::thread writer([&] {
+    sem_.lock();
+    raise(locked);
+    wait_for(release);
+    sem_.unlock();
+  });
+  wait_for(locked);
+  EXPECT_FALSE(sem_.try_lock_shared());
+  EXPECT_FALSE(sem_.held_shared_by_this_thread())
+      << "a failed try_lock_shared() left a hold";
+  EXPECT_FALSE(sem_.try_lock_shared());
+  {
+    ReadLock guard(sem_, std::try_to_lock);
+    EXPECT_FALSE(guard.owns_lock());
+  }
+  raise(release);
+  writer.join();
+  ASSERT_TRUE(sem_.try_lock_shared());
+  sem_.unlock_shared();
+  // A failed try_lock_shared() must not hold up the next writer.
+  std::thread([&] {
+    EXPECT_TRUE(sem_.try_lock());
+    sem_.unlock();
+  }).join();
+}
+
+TEST_P(PercpuRwSemTest, StdSharedLockAndUniqueLockWork) {
+  {
+    ReadLock r(sem_);
+    EXPECT_TRUE(r.owns_lock());
+    EXPECT_TRUE(sem_.held_shared_by_this_thread());
+    ReadLock nested(sem_, std::try_to_lock);
+    EXPECT_TRUE(nested.owns_lock());
+    ReadLock deferred(sem_, std::defer_lock);
+    EXPECT_FALSE(deferred.owns_lock());
+    deferred.lock();
+    EXPECT_TRUE(deferred.owns_lock());
+    deferred.unlock();
+  }
+  EXPECT_FALSE(sem_.held_shared_by_this_thread());
+  {
+    WriteLock w(sem_);
+    EXPECT_TRUE(w.owns_lock());
+    EXPECT_TRUE(sem_.held_exclusive_by_this_thread());
+    std::thread([&] {
+      ReadLock r(sem_, std::try_to_lock);
+      EXPECT_FALSE(r.owns_lock());
+    }).join();
+  }
+  EXPECT_FALSE(sem_.held_exclusive_by_this_thread());
+  {
+    WriteLock w(sem_, std::try_to_lock);
+    EXPECT_TRUE(w.owns_lock());
+    w.unlock();
+    EXPECT_FALSE(sem_.held_exclusive_by_this_thread());
+    w.lock();
+    EXPECT_TRUE(sem_.held_exclusive_by_this_thread());
+  }
+  {
+    ReadLock r(sem_);
+    std::thread([&] {
+      WriteLock w(sem_, std::try_to_lock);
+      EXPECT_FALSE(w.owns_lock());
+    }).join();
+  }
+  // std::shared_mutex-style generic code compiles against it.
+  std::shared_lock<PercpuRwSemaphore> s(sem_);
+  EXPECT_TRUE(s.owns_lock());
+}
+
+// ------------------------------------------------------------ exclusion
+
+TEST_P(PercpuRwSemTest, WriterBlocksReaderUntilUnlock) {
+  expect_writer_excludes_reader(sem_);
+}
+
+TEST_P(PercpuRwSemTest, WriterWaitsForEarlierReader) {
+  expect_reader_excludes_writer(sem_);
+}
+
+TEST_P(PercpuRwSemTest, WriterWaitsForReaderOnAnotherThread) {
+  std::atomic<bool> holding{false}, release{false}, acquired{false};
+  std::thread reader([&] {
+    ReadLock r(sem_);
+    raise(holding);
+    wait_for(release);
+  });
+  wait_for(holding);
+  std::thread writer([&] {
+    sem_.lock();
+    raise(acquired);
+    sem_.unlock();
+  });
+  std::this_thread::sleep_for(kSettle);
+  EXPECT_FALSE(is_set(acquired));
+  raise(release);
+  EXPECT_TRUE(eventually([&] { return is_set(acquired); }));
+  reader.join();
+  writer.join();
+}
+
+TEST_P(PercpuRwSemTest, WritersAreSerialised) {
+  std::atomic<bool> started{false}, acquired{false};
+  sem_.lock();
+  std::thread second([&] {
+    raise(started);
+    sem_.lock();
+    raise(acquired);
+    sem_.unlock();
+  });
+  wait_for(started);
+  std::this_thread::sleep_for(kSettle);
+  EXPECT_FALSE(is_set(acquired));
+  std::thread([&] { EXPECT_FALSE(sem_.try_lock()); }).join();
+  sem_.unlock();
+  EXPECT_TRUE(eventually([&] { return is_set(acquired); }));
+  second.join();
+}
+
+TEST_P(PercpuRwSemTest, TryLockFailsWhileReaderHoldsAndSucceedsWhenNone) {
+  EXPECT_TRUE(sem_.try_lock());
+  sem_.unlock();
+  std::atomic<bool> holding{false}, release{false};
+  std::thread reader([&] {
+    sem_.lock_shared();
+    raise(holding);
+    wait_for(release);
+    sem_.unlock_shared();
+  });
+  wait_for(holding);
+  EXPECT_FALSE(sem_.try_lock());
+  EXPECT_FALSE(sem_.held_exclusive_by_this_thread());
+  EXPECT_FALSE(sem_.try_lock());
+  // The failed try_lock() let go: readers still get in.
+  std::thread([&] {
+    EXPECT_TRUE(sem_.try_lock_shared());
+    sem_.unlock_shared();
+    sem_.lock_shared();
+    sem_.unlock_shared();
+  }).join();
+  raise(release);
+  reader.join();
+  EXPECT_TRUE(sem_.try_lock());
+  EXPECT_TRUE(sem_.held_exclusive_by_this_thread());
+  sem_.unlock();
+}
+
+// A read section that starts while a writer is queued waits for that writer
+// (writers do not starve), and gets in after it.
+TEST_P(PercpuRwSemTest, NewReaderWaitsBehindQueuedWriter) {
+  std::atomic<bool> holding{false}, release_first{false};
+  std::atomic<bool> writer_in{false}, release_writer{false};
+  std::atomic<bool> second_started{false}, second_in{false};
+  std::thread first([&] {
+    sem_.lock_shared();
+    raise(holding);
+    wait_for(release_first);
+    sem_.unlock_shared();
+  });
+  wait_for(holding);
+  std::thread writer([&] {
+    sem_.lock();
+    raise(writer_in);
+    wait_for(release_writer);
+    sem_.unlock();
+  });
+  std::this_thread::sleep_for(kSettle);  // the writer is queued behind `first`
+  ASSERT_FALSE(is_set(writer_in));
+  std::thread second([&] {
+    raise(second_started);
+    sem_.lock_shared();
+    raise(second_in);
+    sem_.unlock_shared();
+  });
+  wait_for(second_started);
+  std::this_thread::sleep_for(kSettle);
+  EXPECT_FALSE(is_set(second_in)) << "a new reader overtook a queued writer";
+  raise(release_first);
+  EXPECT_TRUE(eventually([&] { return is_set(writer_in); }));
+  std::this_thread::sleep_for(kSettle);
+  EXPECT_FALSE(is_set(second_in)) << "a reader got in while the writer was inside";
+  raise(release_writer);
+  EXPECT_TRUE(eventually([&] { return is_set(second_in); }));
+  first.join();
+  writer.join();
+  second.join();
+}
+
+// Readers that waited for one writer get in before the next writer (readers
+// do not starve either).
+TEST_P(PercpuRwSemTest, ReaderThatWaitedGetsInBeforeNextWriter) {
+  std::atomic<int> order{0}, reader_order{0}, writer_order{0};
+  std::atomic<bool> reader_started{false}, writer_started{false};
+  sem_.lock();
+  std::thread reader([&] {
+    raise(reader_started);
+    sem_.lock_shared();
+    reader_order = ++order;
+    std::this_thread::sleep_for(kSettle);  // give the next writer every chance
+    sem_.unlock_shared();
+  });
+  wait_for(reader_started);
+  std::this_thread::sleep_for(kSettle);  // the reader waits for us
+  std::thread writer([&] {
+    raise(writer_started);
+    sem_.lock();
+    writer_order = ++order;
+    sem_.unlock();
+  });
+  wait_for(writer_started);
+  std::this_thread::sleep_for(kSettle);  // the next writer is queued
+  EXPECT_EQ(order.load(), 0);
+  sem_.unlock();
+  reader.join();
+  writer.join();
+  EXPECT_EQ(reader_order.load(), 1) << "the next writer overtook a waiting reader";
+  EXPECT_EQ(writer_order.load(), 2);
+}
+
+// The reader that the queued writer is waiting for takes the lock again: it
+// must not block (the writer waits for it, so that would deadlock).
+TEST_P(PercpuRwSemTest, NestedReadLockWithQueuedWriterDoesNotDeadlock) {
+  std::atomic<int> step{0};
+  std::atomic<bool> writer_started{false}, writer_in{false};
+  std::thread reader([&] {
+    sem_.lock_shared();
+    step = 1;
+    while (step.load() != 2) std::this_thread::sleep_for(1ms);
+    sem_.lock_shared();  // must return although a writer is queued
+    EXPECT_TRUE(sem_.try_lock_shared());
+    { ReadLock again(sem_); }
+    sem_.unlock_shared();
+    step = 3;
+    while (step.load() != 4) std::this_thread::sleep_for(1ms);
+    sem_.unlock_shared();
+    sem_.unlock_shared();
+  });
+  ASSERT_TRUE(eventually([&] { return step.load() == 1; }));
+  std::thread writer([&] {
+    raise(writer_started);
+    sem_.lock();
+    raise(writer_in);
+    sem_.unlock();
+  });
+  wait_for(writer_started);
+  std::this_thread::sleep_for(kSettle);
+  EXPECT_FALSE(is_set(writer_in));
+  step = 2;
+  ASSERT_TRUE(eventually([&] { return step.load() == 3; }))
+      << "a nested read lock blocked behind a queued writer (deadlock)";
+  EXPECT_FALSE(is_set(writer_in));
+  step = 4;
+  EXPECT_TRUE(eventually([&] { return is_set(writer_in); }));
+  reader.join();
+  writer.join();
+}
+
+// A hotplug callback running on the writer's thread takes the read lock.
+TEST_P(PercpuRwSemTest, WriteLockHolderCanTakeReadLock) {
+  int data = 0;
+  sem_.lock();
+  EXPECT_TRUE(sem_.held_exclusive_by_this_thread());
+  data = 1;
+  sem_.lock_shared();
+  EXPECT_TRUE(sem_.held_shared_by_this_thread());
+  sem_.lock_shared();
+  EXPECT_TRUE(sem_.try_lock_shared());
+  EXPECT_EQ(data, 1);
+  sem_.unlock_shared();
+  sem_.unlock_shared();
+  sem_.unlock_shared();
+  EXPECT_FALSE(sem_.held_shared_by_this_thread());
+  {
+    ReadLock r(sem_);
+    EXPECT_TRUE(r.owns_lock());
+  }
+  // Other threads are still shut out.
+  std::thread([&] { EXPECT_FALSE(sem_.try_lock_shared()); }).join();
+  EXPECT_TRUE(sem_.held_exclusive_by_this_thread());
+  data = 2;
+  sem_.unlock();
+  EXPECT_FALSE(sem_.held_exclusive_by_this_thread());
+  std::thread([&] {
+    ReadLock r(sem_);
+    EXPECT_EQ(data, 2);
+  }).join();
+  // And the next writer is not held up by the recursive read holds.
+  std::thread([&] {
+    EXPECT_TRUE(sem_.try_lock());
+    sem_.unlock();
+  }).join();
+}
+
+// ------------------------------------------------------------ disowned holds
+
+TEST_P(PercpuRwSemTest, DisownedHoldIsReleasedByAnotherThread) {
+  std::atomic<bool> disowned{false}, done{false};
+  std::atomic<bool> writer_started{false}, writer_in{false};
+  std::thread holder([&] {
+    sem_.lock_shared();
+    sem_.disown_shared();
+    EXPECT_FALSE(sem_.held_shared_by_this_thread());
+    raise(disowned);
+    wait_for(done);  // stays alive: the hold must not depend on it
+  });
+  wait_for(disowned);
+  std::thread writer([&] {
+    raise(writer_started);
+    sem_.lock();
+    raise(writer_in);
+    sem_.unlock();
+  });
+  wait_for(writer_started);
+  std::this_thread::sleep_for(kSettle);
+  EXPECT_FALSE(is_set(writer_in)) << "a writer got in past a disowned read hold";
+  std::thread releaser([&] { sem_.unlock_disowned_shared(); });
+  releaser.join();
+  EXPECT_TRUE(eventually([&] { return is_set(writer_in); }));
+  writer.join();
+  raise(done);
+  holder.join();
+}
+
+TEST_P(PercpuRwSemTest, DisownOneOfNestedHolds) {
+  sem_.lock_shared();
+  sem_.lock_shared();
+  sem_.disown_shared();
+  EXPECT_TRUE(sem_.held_shared_by_this_thread());  // one hold left
+  sem_.unlock_shared();
+  EXPECT_FALSE(sem_.held_shared_by_this_thread());
+  std::thread([&] { EXPECT_FALSE(sem_.try_lock()); }).join();
+  std::thread([&] { sem_.unlock_disowned_shared(); }).join();
+  std::thread([&] {
+    EXPECT_TRUE(sem_.try_lock());
+    sem_.unlock();
+  }).join();
+}
+
+TEST_P(PercpuRwSemTest, ThreadExitingWithReadLockKeepsItHeld) {
+  testing::internal::CaptureStderr();
+  std::thread([&] {
+    sem_.lock_shared();
+    sem_.lock_shared();
+  }).join();
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("exited holding 2 read hold"), std::string::npos) << err;
+  EXPECT_FALSE(sem_.try_lock());
+  std::atomic<bool> writer_started{false}, writer_in{false};
+  std::thread writer([&] {
+    raise(writer_started);
+    sem_.lock();
+    raise(writer_in);
+    sem_.unlock();
+  });
+  wait_for(writer_started);
+  std::this_thread::sleep_for(kSettle);
+  EXPECT_FALSE(is_set(writer_in));
+  sem_.unlock_disowned_shared();
+  std::this_thread::sleep_for(kSettle);
+  EXPECT_FALSE(is_set(writer_in)) << "one of two abandoned holds is still held";
+  sem_.unlock_disowned_shared();
+  EXPECT_TRUE(eventually([&] { return is_set(writer_in); }));
+  writer.join();
+  EXPECT_TRUE(sem_.try_lock());
+  sem_.unlock();
+}
+
+// ------------------------------------------------------------ introspection
+
+TEST_P(PercpuRwSemTest, IntrospectionAndReadSide) {
+  EXPECT_FALSE(sem_.held_shared_by_this_thread());
+  EXPECT_FALSE(sem_.held_exclusive_by_this_thread());
+  sem_.lock();
+  EXPECT_TRUE(sem_.held_exclusive_by_this_thread());
+  EXPECT_FALSE(sem_.held_shared_by_this_thread());
+  std::thread([&] {
+    EXPECT_FALSE(sem_.held_exclusive_by_this_thread());
+    EXPECT_FALSE(sem_.held_shared_by_this_thread());
+  }).join();
+  sem_.unlock();
+  EXPECT_FALSE(sem_.held_exclusive_by_this_thread());
+
+  const bool available = membarrier_available();
+  EXPECT_EQ(membarrier_available(), available);  // decided once
+  if (GetParam() == ReadSide::kFenced) {
+    EXPECT_EQ(sem_.read_side(), ReadSide::kFenced);
+  } else {
+    EXPECT_EQ(sem_.read_side(), available ? ReadSide::kAuto : ReadSide::kFenced);
+  }
+  PercpuRwSemaphore by_default;
+  EXPECT_EQ(by_default.read_side(), available ? ReadSide::kAuto : ReadSide::kFenced);
+  std::printf("membarrier_available() = %s\n", available ? "true" : "false");
+}
+
+// No fixture object here: the child must call membarrier_available() first.
+class PercpuRwSemEnvDeathTest : public testing::TestWithParam<ReadSide> {};
+
+TEST_P(PercpuRwSemEnvDeathTest, NoMembarrierEnvironmentForcesFencedReadSide) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        ::setenv("CPUHP_NO_MEMBARRIER", "1", 1);
+        PercpuRwSemaphore sem(GetParam());
+        const bool ok = !membarrier_available() && sem.read_side() == ReadSide::kFenced;
+        if (ok) {
+          sem.lock_shared();
+          sem.unlock_shared();
+          sem.lock();
+          sem.unlock();
+        }
+        std::fprintf(stderr, "available=%d read_side_fenced=%d\n", membarrier_available(),
+                     sem.read_side() == ReadSide::kFenced);
+        std::_Exit(ok ? 0 : 1);
+      },
+      testing::ExitedWithCode(0), "");
+}
+
+INSTANTIATE_TEST_SUITE_P(ReadSides, PercpuRwSemEnvDeathTest,
+                         testing::Values(ReadSide::kAuto, ReadSide::kFenced), side_name);
+
+// ------------------------------------------------------------ misuse aborts
+
+class PercpuRwSemDeathTest : public PercpuRwSemTest {};
+
+TEST_P(PercpuRwSemDeathTest, UnlockSharedWithoutHoldAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      sem_.unlock_shared(),
+      "unlock_shared.*holds no read lock.*disown_shared.*unlock_disowned_shared");
+  // Also after the thread's own hold was disowned.
+  EXPECT_DEATH(
+      {
+        sem_.lock_shared();
+        sem_.disown_shared();
+        sem_.unlock_shared();
+      },
+      "holds no read lock");
+}
+
+TEST_P(PercpuRwSemDeathTest, LockWhileHoldingReadLockAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        sem_.lock_shared();
+        sem_.lock();
+      },
+      "would deadlock");
+  EXPECT_DEATH(
+      {
+        ReadLock r(sem_);
+        WriteLock w(sem_);
+      },
+      "would deadlock");
+}
+
+TEST_P(PercpuRwSemDeathTest, LockTwiceOnOneThreadAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        sem_.lock();
+        sem_.lock();
+      },
+      "already holds the write lock");
+}
+
+TEST_P(PercpuRwSemDeathTest, UnlockByNonHolderAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(sem_.unlock(), "does not hold the write lock");
+  EXPECT_DEATH(
+      {
+        std::atomic<bool> locked{false};
+        std::atomic<bool> release{false};
+        std::thread holder([&] {
+          sem_.lock();
+          raise(locked);
+          wait_for(release);
+        });
+        wait_for(locked);
+        sem_.unlock();
+      },
+      "does not hold the write lock");
+}
+
+TEST_P(PercpuRwSemDeathTest, UnlockDisownedWithoutDisownedHoldAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(sem_.unlock_disowned_shared(), "without a disowned read lock");
+  EXPECT_DEATH(
+      {
+        sem_.lock_shared();
+        sem_.disown_shared();
+        sem_.unlock_disowned_shared();
+        sem_.unlock_disowned_shared();  // only one was disowned
+      },
+      "without a disowned read lock");
+  // A plain read hold is not a disowned one.
+  EXPECT_DEATH(
+      {
+        sem_.lock_shared();
+        sem_.unlock_disowned_shared();
+      },
+      "without a disowned read lock");
+}
+
+TEST_P(PercpuRwSemDeathTest, DisownWithoutHoldAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(sem_.disown_shared(), "disown_shared.*holds no read lock");
+}
+
+TEST_P(PercpuRwSemDeathTest, DestroyingWhileWriteLockedAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        auto sem = std::make_unique<PercpuRwSemaphore>(GetParam());
+        sem->lock();
+        sem.reset();
+      },
+      "destroyed while write-locked");
+}
+
+// The header's contract: "Misuse that would deadlock (..., destroying a held
+// lock) aborts with a message". A read hold is a hold too.
+TEST_P(PercpuRwSemDeathTest, DestroyingWhileReadLockedAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        auto sem = std::make_unique<PercpuRwSemaphore>(GetParam());
+        sem->lock_shared();
+        sem.reset();
+      },
+      "PercpuRwSemaphore");
+}
+
+// The destructor waits for the deferred gate reopening, an RCU callback
+// queued by the last unlock() (kAuto only). Where that wait can never end it
+// must not hang: the contract says misuse that would deadlock aborts with a
+// message. So these accept a clean exit or an abort, and fail only if the
+// child is still stuck when its alarm goes off.
+bool did_not_hang(int status) {
+  return !(WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM);
+}
+
+TEST_P(PercpuRwSemDeathTest, DestroyingInsideRcuReadSectionDoesNotHang) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        ::alarm(3);
+        auto sem = std::make_unique<PercpuRwSemaphore>(GetParam());
+        sem->lock();
+        sem->unlock();  // queues the reopening behind a grace period
+        rcu::rcu_default_domain().lock();
+        sem.reset();  // waits for a grace period our own read section blocks
+        rcu::rcu_default_domain().unlock();
+        std::_Exit(0);
+      },
+      did_not_hang, "");
+}
+
+TEST_P(PercpuRwSemDeathTest, DestroyingInsideRcuCallbackDoesNotHang) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        ::alarm(3);
+        const ReadSide side = GetParam();
+        rcu::rcu_call([side] {
+          PercpuRwSemaphore sem(side);
+          sem.lock();
+          sem.unlock();  // queues the reopening on the callback thread...
+        });  // ...whose callback the destructor then waits for, on that thread
+        rcu::rcu_barrier();
+        std::_Exit(0);
+      },
+      did_not_hang, "");
+}
+
+INSTANTIATE_TEST_SUITE_P(ReadSides, PercpuRwSemDeathTest,
+                         testing::Values(ReadSide::kAuto, ReadSide::kFenced), side_name);
+
+// ------------------------------------------------------------ many locks
+
+// Uses every read-side and write-side call once.
+void exercise(PercpuRwSemaphore& sem, bool write) {
+  sem.lock_shared();
+  sem.lock_shared();
+  sem.unlock_shared();
+  sem.unlock_shared();
+  if (sem.try_lock_shared()) sem.unlock_shared();
+  { ReadLock r(sem); }
+  if (write) {
+    WriteLock w(sem);
+    sem.lock_shared();
+    sem.unlock_shared();
+  }
+}
+
+// 1000 semaphores, each created, used by two long-lived threads at once, then
+// destroyed: the slot tables, the thread-local slot cache (ids never reused)
+// and the pruning of dead tables' entries.
+TEST_P(PercpuRwSemTest, ThousandLocksCreatedUsedAndDestroyed) {
+  constexpr int kLocks = 1000;
+  std::unique_ptr<PercpuRwSemaphore> current;
+  std::barrier sync(3);
+  auto worker = [&](int self) {
+    for (int i = 0; i < kLocks; ++i) {
+      sync.arrive_and_wait();  // `current` is set
+      // Writes are one in ten: with kAuto, destroying a lock written within the
+      // last grace period waits for its deferred gate reopening.
+      for (int rep = 0; rep < 3; ++rep) exercise(*current, /*write=*/i % 20 == self);
+      EXPECT_FALSE(current->held_shared_by_this_thread());
+      sync.arrive_and_wait();  // done with `current`
+    }
+  };
+  std::thread a(worker, 0), b(worker, 10);
+  for (int i = 0; i < kLocks; ++i) {
+    current = std::make_unique<PercpuRwSemaphore>(GetParam());
+    sync.arrive_and_wait();
+    sync.arrive_and_wait();
+    if (i % 20 == 0) {
+      EXPECT_TRUE(current->try_lock()) << "lock " << i << " left held";
+      current->unlock();
+    } else {
+      EXPECT_TRUE(current->try_lock_shared()) << "lock " << i << " left write-locked";
+      current->unlock_shared();
+    }
+    current.reset();
+  }
+  a.join();
+  b.join();
+  // The long-lived threads' state still works with a fresh lock.
+  PercpuRwSemaphore fresh(GetParam());
+  std::thread([&] { exercise(fresh, true); }).join();
+  exercise(fresh, true);
+}
+
+void short_lived_user(std::vector<std::unique_ptr<PercpuRwSemaphore>>& locks, int index) {
+  for (int round = 0; round < 2; ++round) {
+    for (std::size_t l = 0; l < locks.size(); ++l)
+      exercise(*locks[l], /*write=*/(index + round) % 10 == static_cast<int>(l));
+  }
+  for (auto& lock : locks) EXPECT_FALSE(lock->held_shared_by_this_thread());
+}
+
+TEST_P(PercpuRwSemTest, ShortLivedThreadsExitBeforeLocksAreDestroyed) {
+  std::vector<std::unique_ptr<PercpuRwSemaphore>> locks;
+  for (int i = 0; i < 10; ++i)
+    locks.push_back(std::make_unique<PercpuRwSemaphore>(GetParam()));
+  for (int batch = 0; batch < 10; ++batch) {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 10; ++t)
+      threads.emplace_back(short_lived_user, std::ref(locks), batch * 10 + t);
+    for (auto& t : threads) t.join();
+  }
+  for (auto& lock : locks) {
+    EXPECT_TRUE(lock->try_lock());
+    lock->unlock();
+  }
+  locks.clear();
+}
+
+TEST_P(PercpuRwSemTest, LocksDestroyedBeforeShortLivedThreadsExit) {
+  std::vector<std::unique_ptr<PercpuRwSemaphore>> locks;
+  for (int i = 0; i < 10; ++i)
+    locks.push_back(std::make_unique<PercpuRwSemaphore>(GetParam()));
+  std::atomic<int> finished{0};
+  std::atomic<bool> exit_now{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 100; ++t) {
+    threads.emplace_back([&, t] {
+      short_lived_user(locks, t);
+      ++finished;
+      wait_for(exit_now);
+      // The tables are gone; a fresh lock still works on this thread.
+      PercpuRwSemaphore fresh(GetParam());
+      exercise(fresh, true);
+    });
+  }
+  ASSERT_TRUE(eventually([&] { return finished.load() == 100; }, 60000ms));
+  locks.clear();  // destroyed while their users are still alive
+  raise(exit_now);
+  for (auto& t : threads) t.join();
+  PercpuRwSemaphore after(GetParam());
+  exercise(after, true);
+}
+
+// Found while writing these tests (see the report): the slot cache is
+// direct-mapped with 8 ways keyed by lock id, and a miss claims a *new* slot
+// without looking for the one this thread already owns in that table. Any 9
+// locks contain two whose ids share a way, so holding read locks of all 9 at
+// once evicts one of the holds: held_shared_by_this_thread() says false, and
+// unlock_shared() on it would abort ("holds no read lock").
+TEST_P(PercpuRwSemTest, ThreadHoldsReadLocksOfNineLocksAtOnce) {
+  constexpr int kLocks = 9;
+  std::vector<std::unique_ptr<PercpuRwSemaphore>> locks;
+  for (int i = 0; i < kLocks; ++i)
+    locks.push_back(std::make_unique<PercpuRwSemaphore>(GetParam()));
+  testing::internal::CaptureStderr();
+  std::thread([&] {
+    for (auto& lock : locks) lock->lock_shared();
+    std::vector<bool> held;
+    for (auto& lock : locks) held.push_back(lock->held_shared_by_this_thread());
+    for (int i = 0; i < kLocks; ++i) {
+      EXPECT_TRUE(held[i]) << "read hold of lock " << i << " of " << kLocks
+                           << " lost from the thread's view";
+      // Release what we can; a lost hold is released below, after this thread
+      // exits and its slot's count moves to the disowned count.
+      if (held[i]) locks[i]->unlock_shared();
+    }
+  }).join();
+  testing::internal::GetCapturedStderr();
+  for (auto& lock : locks) {
+    if (!lock->try_lock()) {
+      lock->unlock_disowned_shared();
+      ASSERT_TRUE(lock->try_lock());
+    }
+    lock->unlock();
+  }
+}
+
+// The same bug, with the symptoms a user meets. Each runs in a child process
+// (EXPECT_EXIT) so that an abort or a deadlock fails only this test.
+class PercpuRwSemReaderSlotsDeathTest : public PercpuRwSemTest {};
+
+// Nested read holds of several locks, released in reverse order.
+TEST_P(PercpuRwSemReaderSlotsDeathTest, ReadLocksOfNineLocksNestAndUnwind) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        ::alarm(3);
+        std::vector<std::unique_ptr<PercpuRwSemaphore>> locks;
+        for (int i = 0; i < 9; ++i)
+          locks.push_back(std::make_unique<PercpuRwSemaphore>(GetParam()));
+        for (auto& lock : locks) lock->lock_shared();
+        for (auto it = locks.rbegin(); it != locks.rend(); ++it) (*it)->unlock_shared();
+        std::_Exit(0);
+      },
+      testing::ExitedWithCode(0), "");
+}
+
+// A nested read lock with a writer queued must not block; after the thread
+// touched a lock whose id shares the cache way, it does (the nested call lands
+// on a fresh slot with count 0 and waits for the writer, which waits for the
+// old slot). Locks created in a row get consecutive ids, so locks[0] and
+// locks[8] share a way.
+TEST_P(PercpuRwSemReaderSlotsDeathTest, NestedReadAfterUsingAnotherLockWithQueuedWriter) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        ::alarm(3);  // a deadlock ends the child with SIGALRM
+        std::vector<std::unique_ptr<PercpuRwSemaphore>> locks;
+        for (int i = 0; i < 9; ++i)
+          locks.push_back(std::make_unique<PercpuRwSemaphore>(GetParam()));
+        PercpuRwSemaphore& a = *locks[0];
+        PercpuRwSemaphore& b = *locks[8];
+        a.lock_shared();
+        b.lock_shared();
+        b.unlock_shared();
+        std::thread writer([&] {
+          a.lock();
+          a.unlock();
+        });
+        std::this_thread::sleep_for(kSettle);  // the writer is queued behind us
+        a.lock_shared();                       // nested
+        a.unlock_shared();
+        a.unlock_shared();
+        writer.join();
+        std::_Exit(0);
+      },
+      testing::ExitedWithCode(0), "");
+}
+
+// Per-thread state that takes the read lock when its thread exits (say, to
+// unregister itself under the hotplug read lock). If it was constructed before
+// the thread first used the lock, its destructor runs after the thread's slot
+// list (reader_slots.cpp, ThreadSlotList) was destroyed, and the read lock
+// claims a slot through the destroyed list.
+struct TakesReadLockAtThreadExit {
+  PercpuRwSemaphore* sem;
+  ~TakesReadLockAtThreadExit() {
+    ReadLock r(*sem);
+    EXPECT_TRUE(r.owns_lock());
+  }
+};
+
+TEST_P(PercpuRwSemReaderSlotsDeathTest, ReadLockInThreadLocalDestructor) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        ::alarm(3);
+        for (int i = 0; i < 3; ++i) {
+          std::thread([&] {
+            thread_local TakesReadLockAtThreadExit at_exit{&sem_};  // before first use
+            ReadLock r(sem_);
+          }).join();
+        }
+        sem_.lock();
+        sem_.unlock();
+        std::_Exit(0);
+      },
+      testing::ExitedWithCode(0), "");
+}
+
+INSTANTIATE_TEST_SUITE_P(ReadSides, PercpuRwSemReaderSlotsDeathTest,
+                         testing::Values(ReadSide::kAuto, ReadSide::kFenced), side_name);
+
+// ------------------------------------------------------------ gate reopening
+
+// After unlock() the gate reopens a grace period later (kAuto); a writer that
+// comes back before then skips closing it. Neither is observable directly, so
+// after quiet periods of several lengths check that readers still get in and
+// see the last write, and that exclusion still holds both ways.
+TEST_P(PercpuRwSemTest, ExclusionHoldsAfterTheGateReopens) {
+  int data = 0;
+  int expected = 0;
+  for (auto pause : {0ms, 1ms, 10ms, 50ms, 200ms, 500ms}) {
+    sem_.lock();
+    data = ++expected;
+    sem_.unlock();
+    std::this_thread::sleep_for(pause);
+    std::atomic<int> seen{-1};
+    std::thread([&] {
+      ReadLock r(sem_);
+      seen = data;
+    }).join();
+    EXPECT_EQ(seen.load(), expected) << "pause " << pause.count() << " ms";
+    expect_writer_excludes_reader(sem_);
+    std::this_thread::sleep_for(pause);
+    expect_reader_excludes_writer(sem_);
+    data = expected;  // the helpers wrote their own values
+  }
+  // Readers keep working through a long quiet period; poll (bounded) with
+  // read-only traffic so that the deferred reopening has every chance to run.
+  for (int poll = 0; poll < 50; ++poll) {
+    std::this_thread::sleep_for(10ms);
+    std::thread([&] {
+      for (int i = 0; i < 100; ++i) {
+        ReadLock r(sem_);
+        ASSERT_EQ(data, expected);
+      }
+    }).join();
+  }
+  expect_writer_excludes_reader(sem_);
+  expect_reader_excludes_writer(sem_);
+}
+
+// Writers back to back (the reopen of one racing the next writer's close)
+// with readers in between: overlap is counted, never allowed.
+TEST_P(PercpuRwSemTest, BackToBackWritersWithReaders) {
+  std::atomic<int> readers_inside{0};
+  std::atomic<bool> writer_inside{false};
+  std::atomic<int> violations{0};
+  std::atomic<bool> stop{false};
+  long data = 0;
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r) {
+    threads.emplace_back([&] {
+      while (!stop.load(std::memory_order_relaxed)) {
+        ReadLock guard(sem_);
+        readers_inside.fetch_add(1, std::memory_order_relaxed);
+        if (writer_inside.load(std::memory_order_relaxed)) ++violations;
+        const long seen = data;
+        if (seen < 0) ++violations;
+        readers_inside.fetch_sub(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  for (int w = 0; w < 2; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < 300; ++i) {
+        WriteLock guard(sem_);
+        if (writer_inside.exchange(true, std::memory_order_relaxed)) ++violations;
+        if (readers_inside.load(std::memory_order_relaxed) != 0) ++violations;
+        ++data;
+        writer_inside.store(false, std::memory_order_relaxed);
+        if (i % 50 == 0) {
+          guard.unlock();
+          std::this_thread::sleep_for(std::chrono::milliseconds(w + 1));
+        }
+      }
+    });
+  }
+  threads[2].join();
+  threads[3].join();
+  stop = true;
+  threads[0].join();
+  threads[1].join();
+  EXPECT_EQ(violations.load(), 0);
+  EXPECT_EQ(data, 600);
+}
+
+INSTANTIATE_TEST_SUITE_P(ReadSides, PercpuRwSemTest,
+                         testing::Values(ReadSide::kAuto, ReadSide::kFenced), side_name);
+
+}  // namespace
+}  // namespace cpuhp
