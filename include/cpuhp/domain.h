@@ -1,0 +1,175 @@
+// cpuhp/domain.h — one set of CPUs and its hotplug machinery (kernel/cpu.c).
+//
+// CONTRACT
+//
+// Masks. possible ⊇ present ⊇ online ⊇ active. Bits are atomic: a reader
+// may walk online() at any time. Under an RCU read section (cpuhp::rcu), a
+// CPU whose online bit the reader sees stays usable, with its per-CPU data
+// (built by PREPARE startups), until the read section ends: `down` clears
+// the bit, waits a grace period, and only then runs PREPARE teardowns. A
+// reader that needs the mask not to change at all (it may sleep, allocate or
+// must not see a CPU vanish) holds hotplug_lock() for reading instead.
+//
+// Locks. Every call that changes CPUs or the state table takes the writers'
+// lock (the kernel's cpu_add_remove_lock: it serialises hotplug, guards
+// present/possible, orders registration against POST_DEAD) and, around the
+// callbacks of a transition, the hotplug lock for writing. Such calls are
+// refused with Errc::kWouldDeadlock, never left to hang, when made
+//   - by a thread holding hotplug_lock() for reading (the ABBA deadlock of
+//     the 2014 mail),
+//   - inside an RCU read section (a down must wait for a grace period),
+//   - from a hotplug callback, or inside a register_begin() scope by a call
+//     other than the scope's own.
+//
+// Errors. Every call that can fail returns Status/Result; on failure nothing
+// changed. Messages name the CPU, the state and the reason.
+//
+// Callbacks. See states.h. They run in the thread that calls up/down/
+// bring_to/setup_state, one at a time.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "cpuhp/cpumask.h"
+#include "cpuhp/error.h"
+#include "cpuhp/notifier.h"
+#include "cpuhp/percpu_rwsem.h"
+#include "cpuhp/states.h"
+
+namespace cpuhp {
+
+class RegistrationScope;
+
+struct StateInfo {
+  StateId id;
+  std::string name;
+  bool multi_instance;
+  bool builtin;
+};
+
+class Domain {
+ public:
+  // CPUs 0..online_cpus-1 start online; all possible CPUs are present.
+  // Throws std::invalid_argument if possible_cpus is not in 1..kMaxCpus or
+  // online_cpus is not in 1..possible_cpus.
+  Domain(unsigned possible_cpus, unsigned online_cpus);
+  ~Domain();  // precondition: no other call in progress
+  Domain(const Domain&) = delete;
+  Domain& operator=(const Domain&) = delete;
+
+  unsigned capacity() const noexcept { return possible_.capacity(); }
+  const CpuMask& possible() const noexcept { return possible_; }
+  const CpuMask& present() const noexcept { return present_; }
+  const CpuMask& online() const noexcept { return online_; }
+  const CpuMask& active() const noexcept { return active_; }
+  bool cpu_online(unsigned cpu) const noexcept { return online_.test(cpu); }
+
+  // The hotplug lock: hold it for reading to keep CPUs from coming or going.
+  PercpuRwSemaphore& hotplug_lock() noexcept { return hotplug_lock_; }
+
+  // ---- hotplug ------------------------------------------------------------
+  Status up(unsigned cpu);    // to kStateOnline
+  Status down(unsigned cpu);  // to kStateOffline; refuses the last online CPU
+  // Stops at any state, as the kernel's hotplug/target. A CPU stopped
+  // between kStateBringup and kStateActive is online but not active.
+  Status bring_to(unsigned cpu, StateId target);
+  Result<StateId> cpu_state(unsigned cpu) const;
+  // Adds or removes a CPU from the present mask; an online CPU cannot go.
+  Status set_present(unsigned cpu, bool present);
+  // Offline every online CPU but the first, highest first, and later bring
+  // back exactly those. Hotplug stays disabled in between; notifiers see
+  // kCpuTasksFrozen. (disable_nonboot_cpus / enable_nonboot_cpus)
+  Status suspend_nonboot();
+  Status resume_nonboot();
+  // While the disable count is nonzero, up/down/bring_to fail with kBusy.
+  void disable_hotplug();
+  Status enable_hotplug();
+  // Kernel hotplug/fail: the next startup of `state` on `cpu` fails once with
+  // -EIO (or, for a state whose teardown may veto, its next teardown).
+  Status inject_failure(unsigned cpu, StateId state);
+
+  // ---- states ---------------------------------------------------------------
+  // Installs a state in a free dynamic slot of `section` and runs `startup`
+  // on every CPU already at or past it, in one step hotplug cannot interleave
+  // with. If a startup fails, the CPUs already done get `teardown` and the
+  // state is not installed. Returns the state's id.
+  Result<StateId> setup_state(Section section, std::string name, StateCallback startup,
+                              StateCallback teardown);
+  Result<StateId> setup_state_nocalls(Section section, std::string name,
+                                      StateCallback startup, StateCallback teardown);
+  // The same at a fixed static id (kStatePrepareFirst..Last, kStateOnlineFirst..Last).
+  Result<StateId> setup_state_at(StateId id, std::string name, StateCallback startup,
+                                 StateCallback teardown);
+  Result<StateId> setup_state_at_nocalls(StateId id, std::string name,
+                                         StateCallback startup, StateCallback teardown);
+  // Runs the teardown on every CPU at or past the state, then removes it.
+  Status remove_state(StateId id);
+  Status remove_state_nocalls(StateId id);
+
+  // Multi-instance states: callbacks run per (CPU, instance).
+  Result<StateId> setup_multi_state(Section section, std::string name,
+                                    InstanceCallback startup, InstanceCallback teardown);
+  Status add_instance(StateId id, void* instance);  // runs startup on CPUs at/past id
+  Status add_instance_nocalls(StateId id, void* instance);
+  Status remove_instance(StateId id, void* instance);  // runs teardown likewise
+  Status remove_instance_nocalls(StateId id, void* instance);
+
+  std::vector<StateInfo> states() const;
+  Result<StateId> find_state(const std::string& name) const;
+
+  // ---- notifiers (the 2014 API) -------------------------------------------
+  Status register_notifier(NotifierBlock* nb);
+  Status unregister_notifier(NotifierBlock* nb);
+
+  // Holds the writers' lock until the scope ends: no CPU comes or goes, and
+  // the scope's methods register without taking it again. The mail's
+  //   cpu_maps_update_begin(); for_each_online_cpu(cpu) init_cpu(cpu);
+  //   __register_cpu_notifier(&nb); cpu_maps_update_done();
+  // is  { auto scope = d.register_begin(); ...; scope->register_notifier(&nb); }
+  Result<RegistrationScope> register_begin();
+
+  // Called after every callback (tracing, tests). Set it before hotplug
+  // starts; it runs in the controlling thread, with the writers' lock held.
+  void set_observer(std::function<void(const CallbackEvent&)> observer);
+
+  struct Impl;  // implementation detail (src/domain_impl.h)
+
+ private:
+  friend class RegistrationScope;
+  CpuMask possible_, present_, online_, active_;
+  PercpuRwSemaphore hotplug_lock_;
+  std::unique_ptr<Impl> impl_;
+};
+
+// RAII: the writers' lock of one Domain. Movable, not copyable.
+class RegistrationScope {
+ public:
+  RegistrationScope(RegistrationScope&& other) noexcept;
+  RegistrationScope& operator=(RegistrationScope&&) = delete;
+  ~RegistrationScope();
+
+  Domain& domain() noexcept { return *domain_; }
+  // The no-lock variants: __register_cpu_notifier and friends.
+  Status register_notifier(NotifierBlock* nb);
+  Status unregister_notifier(NotifierBlock* nb);
+  bool is_registered(const NotifierBlock* nb) const;
+  Result<StateId> setup_state(Section section, std::string name, StateCallback startup,
+                              StateCallback teardown);
+  Result<StateId> setup_state_nocalls(Section section, std::string name,
+                                      StateCallback startup, StateCallback teardown);
+  Status remove_state(StateId id);
+  Status remove_state_nocalls(StateId id);
+  // Ends the scope early (cpu_maps_update_done()).
+  void done();
+
+ private:
+  friend class Domain;
+  explicit RegistrationScope(Domain* domain) : domain_(domain) {}
+  Domain* domain_;
+};
+
+}  // namespace cpuhp

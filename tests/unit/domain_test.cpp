@@ -1,0 +1,1000 @@
+// Unit tests for cpuhp::Domain (include/cpuhp/domain.h): construction, masks,
+// up/down/bring_to, set_present, disable/enable, suspend/resume, failure
+// injection, every error path ("nothing changed" after each failing call),
+// RCU per-bit semantics of the online mask, the masks invariant as seen by a
+// reader under the hotplug read lock, and misuse that must be refused with
+// Errc::kWouldDeadlock instead of hanging.
+//
+// The state machine itself (callback order, rollback, registration) is in
+// states_test.cpp; notifiers are in notifier_test.cpp.
+//
+// Calls that could hang if the library got misuse wrong run on a helper
+// thread with a deadline (ReturnsWithin): a hang is a test failure, not a
+// stuck test binary. On a hang the helper thread and the Domain it uses are
+// deliberately leaked (the thread is stuck for good).
+#include "cpuhp/domain.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "cpuhp/rcu.h"
+
+namespace cpuhp {
+namespace {
+
+using namespace std::chrono_literals;
+
+// ------------------------------------------------------------------ helpers
+
+std::string errc_name(Errc e) {
+  std::ostringstream os;
+  os << static_cast<int>(e) << " (" << make_error_code(e).message() << ")";
+  return os.str();
+}
+
+// The call failed with `code` and its message contains every needle.
+template <class R>
+testing::AssertionResult Fails(const R& r, Errc code,
+                               const std::vector<std::string>& needles = {}) {
+  if (r.ok())
+    return testing::AssertionFailure()
+           << "the call succeeded; expected error " << errc_name(code);
+  const Error& e = r.error();
+  if (e.code() != code)
+    return testing::AssertionFailure() << "error " << errc_name(e.code()) << ", expected "
+                                       << errc_name(code) << "; message: " << e.message();
+  for (const std::string& n : needles)
+    if (e.message().find(n) == std::string::npos)
+      return testing::AssertionFailure()
+             << "message \"" << e.message() << "\" does not mention \"" << n << "\"";
+  return testing::AssertionSuccess() << e.message();
+}
+
+template <class R>
+testing::AssertionResult Succeeds(const R& r) {
+  if (r.ok()) return testing::AssertionSuccess();
+  return testing::AssertionFailure()
+         << "error " << errc_name(r.error().code()) << ": " << r.error().message();
+}
+
+StateId state_of(const Domain& d, unsigned cpu) {
+  Result<StateId> r = d.cpu_state(cpu);
+  EXPECT_TRUE(r.ok());
+  return r.ok() ? *r : -1;
+}
+
+// Everything observable about a Domain's CPUs.
+struct Snapshot {
+  std::string possible, present, online, active;
+  std::vector<StateId> states;
+  bool operator==(const Snapshot&) const = default;
+};
+
+std::ostream& operator<<(std::ostream& os, const Snapshot& s) {
+  os << "{possible=" << s.possible << " present=" << s.present << " online=" << s.online
+     << " active=" << s.active << " states=[";
+  for (std::size_t i = 0; i < s.states.size(); ++i) os << (i ? "," : "") << s.states[i];
+  return os << "]}";
+}
+
+Snapshot snap(const Domain& d) {
+  Snapshot s{d.possible().to_string(),
+             d.present().to_string(),
+             d.online().to_string(),
+             d.active().to_string(),
+             {}};
+  for (unsigned cpu = 0; cpu < d.capacity(); ++cpu) s.states.push_back(state_of(d, cpu));
+  return s;
+}
+
+// Runs fn on a helper thread; fails the test if it does not return within
+// `limit`. On a hang the thread is detached (and whatever fn captured by
+// shared_ptr stays alive with it).
+testing::AssertionResult ReturnsWithin(std::function<void()> fn,
+                                       std::chrono::milliseconds limit = 10s) {
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> f = done->get_future();
+  std::thread t([fn = std::move(fn), done] {
+    fn();
+    done->set_value();
+  });
+  if (f.wait_for(limit) == std::future_status::ready) {
+    t.join();
+    return testing::AssertionSuccess();
+  }
+  t.detach();
+  return testing::AssertionFailure()
+         << "the call did not return within " << limit.count()
+         << " ms: it hangs (misuse must be an error, never a hang)";
+}
+
+// A state id in the static PREPARE / ONLINE ranges that no test installs
+// unless it says so: bring_to() may stop there.
+constexpr StateId kPrepareMid = 10;
+constexpr StateId kOnlineMid = 60;
+
+// ------------------------------------------------------------ construction
+
+TEST(DomainConstruction, InvalidCountsThrow) {
+  EXPECT_THROW(Domain(0, 1), std::invalid_argument);
+  EXPECT_THROW(Domain(0, 0), std::invalid_argument);
+  EXPECT_THROW(Domain(kMaxCpus + 1, 1), std::invalid_argument);
+  EXPECT_THROW(Domain(4, 0), std::invalid_argument);
+  EXPECT_THROW(Domain(4, 5), std::invalid_argument);
+  try {
+    Domain d(4, 9);
+    ADD_FAILURE() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find('9'), std::string::npos) << e.what();
+  }
+}
+
+TEST(DomainConstruction, MasksAndStates) {
+  Domain d(8, 3);
+  EXPECT_EQ(d.capacity(), 8u);
+  EXPECT_EQ(d.possible().to_string(), "0-7");
+  EXPECT_EQ(d.present().to_string(), "0-7");
+  EXPECT_EQ(d.online().to_string(), "0-2");
+  EXPECT_EQ(d.active().to_string(), "0-2");
+  for (unsigned cpu = 0; cpu < 8; ++cpu) {
+    EXPECT_EQ(state_of(d, cpu), cpu < 3 ? kStateOnline : kStateOffline) << cpu;
+    EXPECT_EQ(d.cpu_online(cpu), cpu < 3) << cpu;
+  }
+  EXPECT_FALSE(d.cpu_online(8));
+  EXPECT_FALSE(d.cpu_online(100000));
+}
+
+TEST(DomainConstruction, Extremes) {
+  Domain one(1, 1);
+  EXPECT_EQ(one.online().to_string(), "0");
+  Domain big(kMaxCpus, kMaxCpus);
+  EXPECT_EQ(big.online().weight(), kMaxCpus);
+  EXPECT_EQ(big.active().weight(), kMaxCpus);
+  EXPECT_EQ(state_of(big, kMaxCpus - 1), kStateOnline);
+}
+
+// ------------------------------------------------------------ up / down
+
+TEST(DomainHotplug, UpAndDown) {
+  Domain d(8, 2);
+  ASSERT_TRUE(Succeeds(d.up(5)));
+  EXPECT_EQ(d.online().to_string(), "0-1,5");
+  EXPECT_EQ(d.active().to_string(), "0-1,5");
+  EXPECT_EQ(state_of(d, 5), kStateOnline);
+  EXPECT_TRUE(d.cpu_online(5));
+  ASSERT_TRUE(Succeeds(d.down(5)));
+  EXPECT_EQ(d.online().to_string(), "0-1");
+  EXPECT_EQ(d.active().to_string(), "0-1");
+  EXPECT_EQ(state_of(d, 5), kStateOffline);
+  ASSERT_TRUE(Succeeds(d.down(0)));  // CPU 1 stays
+  EXPECT_EQ(d.online().to_string(), "1");
+  ASSERT_TRUE(Succeeds(d.up(0)));
+  EXPECT_EQ(d.online().to_string(), "0-1");
+}
+
+TEST(DomainHotplug, BringToIntermediateStates) {
+  Domain d(4, 1);
+  // PREPARE section: not online.
+  ASSERT_TRUE(Succeeds(d.bring_to(1, kPrepareMid)));
+  EXPECT_EQ(state_of(d, 1), kPrepareMid);
+  EXPECT_FALSE(d.cpu_online(1));
+  EXPECT_FALSE(d.active().test(1));
+  // Exactly at bringup: online, not active.
+  ASSERT_TRUE(Succeeds(d.bring_to(1, kStateBringup)));
+  EXPECT_EQ(state_of(d, 1), kStateBringup);
+  EXPECT_TRUE(d.cpu_online(1));
+  EXPECT_FALSE(d.active().test(1));
+  // ONLINE section: online, not active.
+  ASSERT_TRUE(Succeeds(d.bring_to(1, kOnlineMid)));
+  EXPECT_TRUE(d.cpu_online(1));
+  EXPECT_FALSE(d.active().test(1));
+  ASSERT_TRUE(Succeeds(d.bring_to(1, kStateNotifyOnline)));
+  EXPECT_TRUE(d.cpu_online(1));
+  EXPECT_FALSE(d.active().test(1));
+  // The rest of the way.
+  ASSERT_TRUE(Succeeds(d.up(1)));
+  EXPECT_TRUE(d.active().test(1));
+  EXPECT_EQ(state_of(d, 1), kStateOnline);
+  // Down to the ONLINE section, then the PREPARE section, then offline.
+  ASSERT_TRUE(Succeeds(d.bring_to(1, kOnlineMid)));
+  EXPECT_TRUE(d.cpu_online(1));
+  EXPECT_FALSE(d.active().test(1));
+  ASSERT_TRUE(Succeeds(d.bring_to(1, kPrepareMid)));
+  EXPECT_FALSE(d.cpu_online(1));
+  EXPECT_EQ(state_of(d, 1), kPrepareMid);
+  ASSERT_TRUE(Succeeds(d.bring_to(1, kStateNotifyPrepare)));
+  EXPECT_FALSE(d.cpu_online(1));
+  ASSERT_TRUE(Succeeds(d.down(1)));
+  EXPECT_EQ(state_of(d, 1), kStateOffline);
+  // bring_to(kStateOffline) and bring_to(kStateOnline) are down and up.
+  ASSERT_TRUE(Succeeds(d.bring_to(2, kStateOnline)));
+  EXPECT_TRUE(d.active().test(2));
+  ASSERT_TRUE(Succeeds(d.bring_to(2, kStateOffline)));
+  EXPECT_FALSE(d.cpu_online(2));
+}
+
+TEST(DomainHotplug, BringToRunsStatesOnlyUpToTarget) {
+  Domain d(4, 1);
+  std::vector<StateId> ran;
+  auto rec = [&ran](StateId id) {
+    return [&ran, id](unsigned) {
+      ran.push_back(id);
+      return 0;
+    };
+  };
+  ASSERT_TRUE(Succeeds(d.setup_state_at(5, "p5", rec(5), rec(-5))));
+  ASSERT_TRUE(Succeeds(d.setup_state_at(20, "p20", rec(20), rec(-20))));
+  ASSERT_TRUE(Succeeds(d.setup_state_at(70, "o70", rec(70), rec(-70))));
+  ran.clear();  // setup_state_at ran them on CPU 0
+  ASSERT_TRUE(Succeeds(d.bring_to(2, 10)));
+  EXPECT_EQ(ran, (std::vector<StateId>{5}));
+  ASSERT_TRUE(Succeeds(d.bring_to(2, 65)));
+  EXPECT_EQ(ran, (std::vector<StateId>{5, 20}));
+  ASSERT_TRUE(Succeeds(d.up(2)));
+  EXPECT_EQ(ran, (std::vector<StateId>{5, 20, 70}));
+  ASSERT_TRUE(Succeeds(d.bring_to(2, 20)));  // 20 stays up: the CPU is at it
+  EXPECT_EQ(ran, (std::vector<StateId>{5, 20, 70, -70}));
+  EXPECT_EQ(state_of(d, 2), 20);
+  ASSERT_TRUE(Succeeds(d.down(2)));
+  EXPECT_EQ(ran, (std::vector<StateId>{5, 20, 70, -70, -20, -5}));
+}
+
+// ------------------------------------------------------------ error paths
+
+TEST(DomainErrors, OutOfRange) {
+  Domain d(8, 4);
+  const Snapshot before = snap(d);
+  EXPECT_TRUE(Fails(d.up(70), Errc::kOutOfRange, {"CPU 70"}));
+  EXPECT_TRUE(Fails(d.down(70), Errc::kOutOfRange, {"CPU 70"}));
+  EXPECT_TRUE(Fails(d.bring_to(70, kOnlineMid), Errc::kOutOfRange, {"CPU 70"}));
+  EXPECT_TRUE(Fails(d.up(8), Errc::kOutOfRange, {"CPU 8"}));
+  EXPECT_TRUE(Fails(d.up(~0u), Errc::kOutOfRange));
+  EXPECT_TRUE(Fails(d.cpu_state(70), Errc::kOutOfRange, {"CPU 70"}));
+  EXPECT_TRUE(Fails(d.set_present(70, false), Errc::kOutOfRange, {"CPU 70"}));
+  EXPECT_TRUE(Fails(d.set_present(70, true), Errc::kOutOfRange, {"CPU 70"}));
+  EXPECT_TRUE(
+      Fails(d.inject_failure(70, kStateNotifyPrepare), Errc::kOutOfRange, {"CPU 70"}));
+  EXPECT_EQ(snap(d), before);
+}
+
+TEST(DomainErrors, BadTargetState) {
+  Domain d(8, 4);
+  const Snapshot before = snap(d);
+  EXPECT_TRUE(Fails(d.bring_to(5, -1), Errc::kInvalidArgument, {"CPU 5", "-1"}));
+  EXPECT_TRUE(Fails(d.bring_to(5, kNumStates), Errc::kInvalidArgument, {"CPU 5"}));
+  EXPECT_TRUE(Fails(d.bring_to(1, 1000), Errc::kInvalidArgument, {"CPU 1", "1000"}));
+  EXPECT_EQ(snap(d), before);
+}
+
+TEST(DomainErrors, AlreadyInState) {
+  Domain d(8, 4);
+  ASSERT_TRUE(Succeeds(d.bring_to(5, kOnlineMid)));
+  const Snapshot before = snap(d);
+  EXPECT_TRUE(Fails(d.up(0), Errc::kAlreadyInState, {"CPU 0"}));
+  EXPECT_TRUE(Fails(d.down(6), Errc::kAlreadyInState, {"CPU 6"}));
+  EXPECT_TRUE(Fails(d.bring_to(5, kOnlineMid), Errc::kAlreadyInState, {"CPU 5", "60"}));
+  EXPECT_TRUE(
+      Fails(d.bring_to(3, kStateOnline), Errc::kAlreadyInState, {"CPU 3", "active"}));
+  EXPECT_TRUE(
+      Fails(d.bring_to(7, kStateOffline), Errc::kAlreadyInState, {"CPU 7", "offline"}));
+  EXPECT_EQ(snap(d), before);
+}
+
+TEST(DomainErrors, NotPresent) {
+  Domain d(8, 4);
+  ASSERT_TRUE(Succeeds(d.set_present(6, false)));
+  const Snapshot before = snap(d);
+  EXPECT_EQ(d.present().to_string(), "0-5,7");
+  EXPECT_EQ(d.possible().to_string(), "0-7");
+  EXPECT_TRUE(Fails(d.up(6), Errc::kNotPresent, {"CPU 6"}));
+  EXPECT_TRUE(Fails(d.bring_to(6, kPrepareMid), Errc::kNotPresent, {"CPU 6"}));
+  EXPECT_TRUE(Fails(d.bring_to(6, kStateBringup), Errc::kNotPresent, {"CPU 6"}));
+  EXPECT_EQ(snap(d), before);
+  ASSERT_TRUE(Succeeds(d.set_present(6, true)));
+  EXPECT_EQ(d.present().to_string(), "0-7");
+  EXPECT_TRUE(Succeeds(d.up(6)));
+}
+
+TEST(DomainErrors, LastCpu) {
+  Domain d(4, 1);
+  Snapshot before = snap(d);
+  EXPECT_TRUE(Fails(d.down(0), Errc::kLastCpu, {"CPU 0"}));
+  EXPECT_TRUE(Fails(d.bring_to(0, kPrepareMid), Errc::kLastCpu, {"CPU 0"}));
+  EXPECT_TRUE(Fails(d.bring_to(0, kStateNotifyPrepare), Errc::kLastCpu, {"CPU 0"}));
+  EXPECT_EQ(snap(d), before);
+  // A CPU parked in the PREPARE section is not online: CPU 0 is still the last.
+  ASSERT_TRUE(Succeeds(d.bring_to(1, kPrepareMid)));
+  before = snap(d);
+  EXPECT_TRUE(Fails(d.down(0), Errc::kLastCpu, {"CPU 0"}));
+  EXPECT_EQ(snap(d), before);
+  // Staying online (ONLINE section, or exactly bringup) is allowed.
+  ASSERT_TRUE(Succeeds(d.bring_to(0, kOnlineMid)));
+  EXPECT_TRUE(d.cpu_online(0));
+  ASSERT_TRUE(Succeeds(d.bring_to(0, kStateBringup)));
+  EXPECT_TRUE(d.cpu_online(0));
+  before = snap(d);
+  EXPECT_TRUE(Fails(d.down(0), Errc::kLastCpu, {"CPU 0"}));
+  EXPECT_EQ(snap(d), before);
+  ASSERT_TRUE(Succeeds(d.up(0)));
+  // With a second CPU online the first may go; then the second is the last.
+  ASSERT_TRUE(Succeeds(d.up(3)));
+  ASSERT_TRUE(Succeeds(d.down(0)));
+  before = snap(d);
+  EXPECT_TRUE(Fails(d.down(3), Errc::kLastCpu, {"CPU 3"}));
+  EXPECT_EQ(snap(d), before);
+}
+
+TEST(DomainErrors, SetPresent) {
+  Domain d(8, 4);
+  ASSERT_TRUE(Succeeds(d.bring_to(4, kPrepareMid)));
+  ASSERT_TRUE(Succeeds(d.bring_to(5, kOnlineMid)));
+  const Snapshot before = snap(d);
+  EXPECT_TRUE(Fails(d.set_present(0, false), Errc::kBusy, {"CPU 0"}));
+  EXPECT_TRUE(Fails(d.set_present(3, false), Errc::kBusy, {"CPU 3"}));
+  EXPECT_TRUE(Fails(d.set_present(4, false), Errc::kBusy, {"CPU 4"}));  // PREPARE section
+  EXPECT_TRUE(Fails(d.set_present(5, false), Errc::kBusy, {"CPU 5"}));  // ONLINE section
+  EXPECT_EQ(snap(d), before);
+  // Offline CPUs come and go; adding a present CPU again changes nothing.
+  ASSERT_TRUE(Succeeds(d.set_present(7, false)));
+  EXPECT_EQ(d.present().to_string(), "0-6");
+  ASSERT_TRUE(Succeeds(d.set_present(6, false)));
+  EXPECT_EQ(d.present().to_string(), "0-5");
+  EXPECT_EQ(d.possible().to_string(), "0-7");
+  ASSERT_TRUE(Succeeds(d.set_present(7, true)));
+  ASSERT_TRUE(Succeeds(d.set_present(7, true)));
+  EXPECT_EQ(d.present().to_string(), "0-5,7");
+  ASSERT_TRUE(Succeeds(d.set_present(6, true)));
+  EXPECT_EQ(snap(d), before);
+}
+
+TEST(DomainErrors, DisableEnableCounter) {
+  Domain d(8, 4);
+  EXPECT_TRUE(Fails(d.enable_hotplug(), Errc::kInvalidArgument, {"disable_hotplug"}));
+  d.disable_hotplug();
+  d.disable_hotplug();
+  const Snapshot before = snap(d);
+  EXPECT_TRUE(Fails(d.up(5), Errc::kBusy, {"CPU 5", "disabled"}));
+  EXPECT_TRUE(Fails(d.down(1), Errc::kBusy, {"CPU 1", "disabled"}));
+  EXPECT_TRUE(Fails(d.bring_to(5, kPrepareMid), Errc::kBusy, {"CPU 5"}));
+  EXPECT_EQ(snap(d), before);
+  ASSERT_TRUE(Succeeds(d.enable_hotplug()));
+  EXPECT_TRUE(Fails(d.up(5), Errc::kBusy, {"CPU 5"}));  // still disabled once
+  EXPECT_EQ(snap(d), before);
+  ASSERT_TRUE(Succeeds(d.enable_hotplug()));
+  EXPECT_TRUE(Succeeds(d.up(5)));
+  EXPECT_TRUE(Succeeds(d.down(1)));
+  EXPECT_TRUE(Fails(d.enable_hotplug(), Errc::kInvalidArgument));
+  // Registration is not hotplug: it stays possible while hotplug is disabled.
+  d.disable_hotplug();
+  Result<StateId> id =
+      d.setup_state(Section::kOnline, "while-disabled", nullptr, nullptr);
+  EXPECT_TRUE(Succeeds(id));
+  if (id) EXPECT_TRUE(Succeeds(d.remove_state(*id)));
+  ASSERT_TRUE(Succeeds(d.enable_hotplug()));
+}
+
+TEST(DomainErrors, InjectFailureErrors) {
+  Domain d(8, 4);
+  const Snapshot before = snap(d);
+  EXPECT_TRUE(
+      Fails(d.inject_failure(5, 40), Errc::kNotFound, {"40", "CPU 5"}));  // free slot
+  EXPECT_TRUE(Fails(d.inject_failure(5, kPrepareMid), Errc::kNotFound));
+  EXPECT_TRUE(Fails(d.inject_failure(5, kStateOffline), Errc::kNotFound));
+  EXPECT_TRUE(Fails(d.inject_failure(5, -3), Errc::kNotFound));
+  EXPECT_TRUE(Fails(d.inject_failure(5, kNumStates), Errc::kNotFound));
+  EXPECT_TRUE(
+      Fails(d.inject_failure(5, kStateBringup), Errc::kInvalidArgument, {"bringup"}));
+  EXPECT_TRUE(
+      Fails(d.inject_failure(5, kStateActive), Errc::kInvalidArgument, {"active"}));
+  EXPECT_TRUE(
+      Fails(d.inject_failure(9, kStateNotifyPrepare), Errc::kOutOfRange, {"CPU 9"}));
+  EXPECT_EQ(snap(d), before);
+  // None of those left an injection behind.
+  EXPECT_TRUE(Succeeds(d.up(5)));
+}
+
+// domain.h: "the next startup of `state` on `cpu` fails once (or, for a state
+// whose teardown may veto, its next teardown)". kStateNotifyOnline is such a
+// state (DOWN_PREPARE may refuse; ONLINE may not): the injection is for the
+// down.
+TEST(DomainErrors, InjectionIntoVetoableStateFailsItsNextTeardown) {
+  Domain d(4, 2);
+  ASSERT_TRUE(Succeeds(d.inject_failure(3, kStateNotifyOnline)));  // CPU 3 is offline
+  ASSERT_TRUE(Succeeds(d.up(3))) << "the injection hit the startup (CPU_ONLINE) instead";
+  const Snapshot before = snap(d);
+  Status s = d.down(3);
+  EXPECT_TRUE(Fails(s, Errc::kCallbackFailed, {"CPU 3", "notify:online", "inject"}));
+  EXPECT_EQ(snap(d), before);
+  EXPECT_TRUE(Succeeds(d.down(3)));
+}
+
+TEST(DomainErrors, InjectedFailureNamesCpuAndStateAndLeavesNothingChanged) {
+  Domain d(8, 4);
+  int calls = 0;
+  Result<StateId> id = d.setup_state(
+      Section::kPrepare, "dom:inject",
+      [&](unsigned) {
+        ++calls;
+        return 0;
+      },
+      nullptr);
+  ASSERT_TRUE(Succeeds(id));
+  calls = 0;
+  ASSERT_TRUE(Succeeds(d.inject_failure(6, *id)));
+  const Snapshot before = snap(d);
+  Status s = d.up(6);
+  EXPECT_TRUE(Fails(s, Errc::kCallbackFailed, {"CPU 6", "dom:inject", "inject"}));
+  if (!s) EXPECT_EQ(s.error().cause(), -EIO);
+  EXPECT_EQ(calls, 0);  // the injected failure replaces the callback
+  EXPECT_EQ(snap(d), before);
+  EXPECT_TRUE(Succeeds(d.up(6)));  // once only
+  EXPECT_EQ(calls, 1);
+}
+
+// ------------------------------------------------------------ suspend / resume
+
+TEST(DomainSuspend, ReturnsExactlyTheSameCpusAndStates) {
+  Domain d(8, 8);
+  std::vector<unsigned> downs, ups;
+  ASSERT_TRUE(Succeeds(d.setup_state(
+      Section::kPrepare, "dom:order",
+      [&](unsigned cpu) {
+        ups.push_back(cpu);
+        return 0;
+      },
+      [&](unsigned cpu) {
+        downs.push_back(cpu);
+        return 0;
+      })));
+  ASSERT_TRUE(Succeeds(d.down(2)));                     // offline
+  ASSERT_TRUE(Succeeds(d.bring_to(3, kOnlineMid)));     // online, not active
+  ASSERT_TRUE(Succeeds(d.bring_to(4, kPrepareMid)));    // not online
+  ASSERT_TRUE(Succeeds(d.bring_to(6, kStateBringup)));  // online, not active
+  downs.clear();
+  ups.clear();
+  const Snapshot before = snap(d);
+
+  ASSERT_TRUE(Succeeds(d.suspend_nonboot()));
+  EXPECT_EQ(d.online().to_string(), "0");
+  EXPECT_EQ(d.active().to_string(), "0");
+  EXPECT_EQ(d.present().to_string(), "0-7");
+  EXPECT_EQ(downs, (std::vector<unsigned>{7, 6, 5, 3, 1}));  // highest first
+  EXPECT_EQ(state_of(d, 0), kStateOnline);
+  EXPECT_EQ(state_of(d, 4), kPrepareMid);  // not online: not touched
+  for (unsigned cpu : {1u, 2u, 3u, 5u, 6u, 7u})
+    EXPECT_EQ(state_of(d, cpu), kStateOffline);
+
+  // Hotplug is disabled in between.
+  const Snapshot suspended = snap(d);
+  EXPECT_TRUE(Fails(d.up(5), Errc::kBusy, {"CPU 5"}));
+  EXPECT_TRUE(Fails(d.down(0), Errc::kBusy));
+  EXPECT_TRUE(Fails(d.suspend_nonboot(), Errc::kBusy));
+  EXPECT_TRUE(Fails(d.enable_hotplug(), Errc::kBusy, {"resume_nonboot"}));
+  EXPECT_EQ(snap(d), suspended);
+
+  ASSERT_TRUE(Succeeds(d.resume_nonboot()));
+  EXPECT_EQ(snap(d), before);
+  EXPECT_EQ(ups, (std::vector<unsigned>{1, 3, 5, 6, 7}));  // lowest first
+  EXPECT_TRUE(Fails(d.resume_nonboot(), Errc::kInvalidArgument));
+  // Hotplug works again.
+  EXPECT_TRUE(Succeeds(d.up(2)));
+  EXPECT_TRUE(Fails(d.enable_hotplug(), Errc::kInvalidArgument));
+}
+
+TEST(DomainSuspend, FirstOnlineCpuIsNotAlwaysZero) {
+  Domain d(6, 6);
+  ASSERT_TRUE(Succeeds(d.down(0)));
+  ASSERT_TRUE(Succeeds(d.down(1)));
+  const Snapshot before = snap(d);
+  ASSERT_TRUE(Succeeds(d.suspend_nonboot()));
+  EXPECT_EQ(d.online().to_string(), "2");
+  ASSERT_TRUE(Succeeds(d.resume_nonboot()));
+  EXPECT_EQ(snap(d), before);
+}
+
+TEST(DomainSuspend, SingleOnlineCpuAndDisableCounter) {
+  Domain d(4, 1);
+  d.disable_hotplug();
+  ASSERT_TRUE(Succeeds(d.suspend_nonboot()));
+  EXPECT_EQ(d.online().to_string(), "0");
+  ASSERT_TRUE(Succeeds(d.enable_hotplug()));  // the user's disable, not the suspend's
+  EXPECT_TRUE(Fails(d.enable_hotplug(), Errc::kBusy));
+  ASSERT_TRUE(Succeeds(d.resume_nonboot()));
+  EXPECT_TRUE(Succeeds(d.up(1)));
+}
+
+TEST(DomainSuspend, FailureRestoresEveryCpu) {
+  // The only down that can fail is one a teardown may veto: the notifier
+  // layer's DOWN_PREPARE (kStateNotifyOnline). Inject a failure there.
+  Domain d(6, 6);
+  ASSERT_TRUE(Succeeds(d.bring_to(4, kOnlineMid)));
+  ASSERT_TRUE(Succeeds(d.inject_failure(2, kStateNotifyOnline)));
+  const Snapshot before = snap(d);
+  Status s = d.suspend_nonboot();
+  EXPECT_TRUE(Fails(s, Errc::kCallbackFailed, {"CPU 2", "suspend_nonboot"}));
+  EXPECT_EQ(snap(d), before);
+  // Not suspended, hotplug not disabled.
+  EXPECT_TRUE(Fails(d.resume_nonboot(), Errc::kInvalidArgument));
+  EXPECT_TRUE(Fails(d.enable_hotplug(), Errc::kInvalidArgument));
+  EXPECT_TRUE(Succeeds(d.down(5)));
+  EXPECT_TRUE(Succeeds(d.suspend_nonboot()));
+  EXPECT_TRUE(Succeeds(d.resume_nonboot()));
+}
+
+TEST(DomainSuspend, ResumeFailureNamesTheCpuAndBringsBackTheOthers) {
+  Domain d(6, 6);
+  ASSERT_TRUE(Succeeds(d.suspend_nonboot()));
+  ASSERT_TRUE(Succeeds(d.inject_failure(3, kStateNotifyPrepare)));
+  Status s = d.resume_nonboot();
+  EXPECT_TRUE(Fails(s, Errc::kCallbackFailed, {"CPU 3", "resume_nonboot"}));
+  EXPECT_EQ(d.online().to_string(), "0-2,4-5");
+  EXPECT_EQ(state_of(d, 3), kStateOffline);
+  // Hotplug is enabled again and the suspend is over.
+  EXPECT_TRUE(Fails(d.resume_nonboot(), Errc::kInvalidArgument));
+  EXPECT_TRUE(Succeeds(d.up(3)));
+}
+
+// ------------------------------------------------------------ RCU per bit
+
+constexpr std::uint64_t kAlive = 0xA11FE5A11FE5A11Full;
+constexpr std::uint64_t kPoison = 0xDEADDEADDEADDEADull;
+
+struct PerCpuObject {
+  std::atomic<std::uint64_t> magic{kAlive};
+  std::uint64_t payload[7] = {};
+};
+
+// A PREPARE-section state builds a per-CPU object in startup and poisons and
+// frees it in teardown. A reader under an RCU read guard that sees a CPU's
+// online bit uses that CPU's object: it must exist and not be poisoned
+// (under ASan a use after free is reported as well).
+TEST(DomainRcu, ReaderSeeingOnlineBitMayUsePerCpuData) {
+  constexpr unsigned kCpus = 4;
+  constexpr int kCycles = 2000;
+  Domain d(kCpus, kCpus);
+  std::vector<std::atomic<PerCpuObject*>> objs(kCpus);
+  for (auto& o : objs) o.store(nullptr);
+  Result<StateId> id = d.setup_state(
+      Section::kPrepare, "dom:percpu",
+      [&](unsigned cpu) {
+        if (objs[cpu].load() != nullptr) return -EEXIST;
+        objs[cpu].store(new PerCpuObject, std::memory_order_release);
+        return 0;
+      },
+      [&](unsigned cpu) {
+        PerCpuObject* p = objs[cpu].exchange(nullptr, std::memory_order_acq_rel);
+        if (p == nullptr) return -ENOENT;
+        p->magic.store(kPoison, std::memory_order_relaxed);
+        delete p;
+        return 0;
+      });
+  ASSERT_TRUE(Succeeds(id));
+  for (unsigned cpu = 0; cpu < kCpus; ++cpu) ASSERT_NE(objs[cpu].load(), nullptr);
+
+  std::atomic<bool> stop{false};
+  std::atomic<long> reads{0}, missing{0}, poisoned{0};
+  std::thread reader([&] {
+    while (!stop.load(std::memory_order_relaxed)) {
+      rcu::ReadGuard guard;
+      for (unsigned cpu : d.online()) {
+        PerCpuObject* p = objs[cpu].load(std::memory_order_acquire);
+        if (p == nullptr) {
+          missing.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
+        // Use the object for a while, as a real reader would: the CPU may be
+        // going down meanwhile, but its data must outlive this read section.
+        for (int use = 0; use < 64; ++use) {
+          if (p->magic.load(std::memory_order_relaxed) != kAlive) {
+            poisoned.fetch_add(1, std::memory_order_relaxed);
+            break;
+          }
+          p->payload[use % 7] += 1;  // only this thread writes it
+        }
+        reads.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+  });
+  for (int i = 0; i < kCycles; ++i) {
+    const unsigned cpu = 1 + static_cast<unsigned>(i) % (kCpus - 1);
+    ASSERT_TRUE(Succeeds(d.down(cpu))) << "cycle " << i;
+    ASSERT_TRUE(Succeeds(d.up(cpu))) << "cycle " << i;
+  }
+  stop.store(true);
+  reader.join();
+  EXPECT_EQ(missing.load(), 0);
+  EXPECT_EQ(poisoned.load(), 0);
+  EXPECT_GT(reads.load(), 0);
+  ASSERT_TRUE(Succeeds(d.remove_state(*id)));
+  for (auto& o : objs) EXPECT_EQ(o.load(), nullptr);
+}
+
+// ------------------------------------------------------------ masks invariant
+
+// Under the hotplug read lock the masks do not change and active ⊆ online ⊆
+// present ⊆ possible; cpu_state agrees with the masks.
+TEST(DomainMasks, InvariantUnderHotplugReadLock) {
+  constexpr unsigned kCpus = 8;
+  Domain d(kCpus, 2);
+  std::atomic<bool> stop{false};
+  std::atomic<long> sections{0}, violations{0};
+  std::string first_violation;
+  std::mutex violation_mu;
+  auto violation = [&](const std::string& what) {
+    if (violations.fetch_add(1) == 0) {
+      std::lock_guard g(violation_mu);
+      first_violation = what;
+    }
+  };
+  auto reader = [&] {
+    while (!stop.load(std::memory_order_relaxed)) {
+      ReadLock lock(d.hotplug_lock());
+      const CpuMask online = d.online();
+      const CpuMask active = d.active();
+      const CpuMask present = d.present();
+      if (!active.is_subset_of(online))
+        violation("active " + active.to_string() + " not in online " +
+                  online.to_string());
+      if (!online.is_subset_of(present))
+        violation("online " + online.to_string() + " not in present " +
+                  present.to_string());
+      if (!present.is_subset_of(d.possible())) violation("present not in possible");
+      for (unsigned cpu = 0; cpu < kCpus; ++cpu) {
+        const StateId st = *d.cpu_state(cpu);
+        if (online.test(cpu) != (st >= kStateBringup))
+          violation("CPU " + std::to_string(cpu) + " at state " + std::to_string(st) +
+                    " but online bit " + std::to_string(online.test(cpu)));
+        if (active.test(cpu) != (st == kStateActive))
+          violation("CPU " + std::to_string(cpu) + " at state " + std::to_string(st) +
+                    " but active bit " + std::to_string(active.test(cpu)));
+      }
+      for (int spin = 0; spin < 64; ++spin) {
+        if (!(d.online() == online)) violation("online changed under the read lock");
+        std::this_thread::yield();
+      }
+      if (!(d.online() == online) || !(d.active() == active))
+        violation("masks changed under the read lock");
+      sections.fetch_add(1, std::memory_order_relaxed);
+    }
+  };
+  std::thread r1(reader), r2(reader);
+  const StateId targets[] = {kStateOffline, kPrepareMid,  kStateBringup,
+                             kOnlineMid,    kStateOnline, kStateNotifyOnline};
+  unsigned seed = 12345;
+  auto rnd = [&seed] {
+    seed = seed * 1103515245u + 12345u;
+    return (seed >> 16) & 0x7fff;
+  };
+  for (int i = 0; i < 600; ++i) {
+    const unsigned cpu = rnd() % kCpus;
+    const StateId target = targets[rnd() % std::size(targets)];
+    Status s = d.bring_to(cpu, target);
+    if (!s) {
+      const Errc c = s.error().code();
+      EXPECT_TRUE(c == Errc::kAlreadyInState || c == Errc::kLastCpu ||
+                  c == Errc::kNotPresent)
+          << s.error().message();
+    }
+    if (rnd() % 8 == 0) {
+      const unsigned other = rnd() % kCpus;
+      if (state_of(d, other) == kStateOffline)
+        (void)d.set_present(other, !d.present().test(other));
+    }
+  }
+  stop.store(true);
+  r1.join();
+  r2.join();
+  EXPECT_EQ(violations.load(), 0) << first_violation;
+  EXPECT_GT(sections.load(), 0);
+}
+
+// ------------------------------------------------------------ misuse
+
+// Every call that takes the writers' lock, each checked to be refused with
+// kWouldDeadlock and a message that contains every needle.
+struct Misuse {
+  const char* what;
+  std::function<Status(Domain&)> call;
+};
+
+std::vector<Misuse> writer_calls() {
+  auto as_status = [](auto r) -> Status {
+    if (r.ok()) return {};
+    return r.error();
+  };
+  static NotifierBlock nb;
+  return {
+      {"up", [](Domain& d) { return d.up(3); }},
+      {"down", [](Domain& d) { return d.down(1); }},
+      {"bring_to", [](Domain& d) { return d.bring_to(3, kOnlineMid); }},
+      {"set_present", [](Domain& d) { return d.set_present(3, false); }},
+      {"suspend_nonboot", [](Domain& d) { return d.suspend_nonboot(); }},
+      {"resume_nonboot", [](Domain& d) { return d.resume_nonboot(); }},
+      {"inject_failure",
+       [](Domain& d) { return d.inject_failure(3, kStateNotifyPrepare); }},
+      {"setup_state",
+       [as_status](Domain& d) {
+         return as_status(d.setup_state(Section::kOnline, "misuse:a", nullptr, nullptr));
+       }},
+      {"setup_state_nocalls",
+       [as_status](Domain& d) {
+         return as_status(
+             d.setup_state_nocalls(Section::kPrepare, "misuse:b", nullptr, nullptr));
+       }},
+      {"setup_state_at",
+       [as_status](Domain& d) {
+         return as_status(d.setup_state_at(kOnlineMid + 1, "misuse:c", nullptr, nullptr));
+       }},
+      {"setup_multi_state",
+       [as_status](Domain& d) {
+         return as_status(
+             d.setup_multi_state(Section::kOnline, "misuse:d", nullptr, nullptr));
+       }},
+      {"remove_state", [](Domain& d) { return d.remove_state(kStatePrepareFirst); }},
+      {"remove_state_nocalls",
+       [](Domain& d) { return d.remove_state_nocalls(kStatePrepareFirst); }},
+      {"add_instance", [](Domain& d) { return d.add_instance(kStateOnlineDyn, &nb); }},
+      {"register_notifier", [](Domain& d) { return d.register_notifier(&nb); }},
+      {"unregister_notifier", [](Domain& d) { return d.unregister_notifier(&nb); }},
+      {"register_begin",
+       [as_status](Domain& d) { return as_status(d.register_begin()); }},
+  };
+}
+
+void ExpectAllRefused(Domain& d, const std::vector<std::string>& needles,
+                      const char* context) {
+  for (const Misuse& m : writer_calls()) {
+    Status s = m.call(d);
+    EXPECT_TRUE(Fails(s, Errc::kWouldDeadlock, needles)) << m.what << " " << context;
+  }
+}
+
+TEST(DomainMisuse, WhileHoldingHotplugReadLock) {
+  auto d = std::make_shared<Domain>(8, 4);
+  const Snapshot before = snap(*d);
+  auto body = [d] {
+    ReadLock lock(d->hotplug_lock());
+    ExpectAllRefused(*d, {"register_begin", "read lock"}, "under the hotplug read lock");
+    // Nested read sections count too.
+    ReadLock again(d->hotplug_lock());
+    EXPECT_TRUE(Fails(d->up(5), Errc::kWouldDeadlock, {"register_begin"}));
+  };
+  ASSERT_TRUE(ReturnsWithin(body));
+  EXPECT_EQ(snap(*d), before);
+  EXPECT_EQ(d->states().size(), 5u);
+  EXPECT_TRUE(Succeeds(d->up(5)));  // fine once released
+}
+
+TEST(DomainMisuse, InsideRcuReadSection) {
+  auto d = std::make_shared<Domain>(8, 4);
+  const Snapshot before = snap(*d);
+  auto body = [d] {
+    rcu::ReadGuard guard;
+    ExpectAllRefused(*d, {"RCU read section"}, "inside an RCU read section");
+  };
+  ASSERT_TRUE(ReturnsWithin(body));
+  EXPECT_EQ(snap(*d), before);
+  EXPECT_EQ(d->states().size(), 5u);
+  EXPECT_TRUE(Succeeds(d->down(3)));
+}
+
+TEST(DomainMisuse, InsideRegisterBeginScope) {
+  auto d = std::make_shared<Domain>(8, 4);
+  const Snapshot before = snap(*d);
+  auto body = [d] {
+    Result<RegistrationScope> scope = d->register_begin();
+    ASSERT_TRUE(Succeeds(scope));
+    ExpectAllRefused(*d, {"register_begin", "RegistrationScope"},
+                     "inside a register_begin scope");
+    // The scope's own methods work.
+    Result<StateId> id =
+        scope->setup_state_nocalls(Section::kOnline, "in-scope", nullptr, nullptr);
+    EXPECT_TRUE(Succeeds(id));
+    if (id) EXPECT_TRUE(Succeeds(scope->remove_state_nocalls(*id)));
+  };
+  ASSERT_TRUE(ReturnsWithin(body));
+  EXPECT_EQ(snap(*d), before);
+  EXPECT_TRUE(Succeeds(d->up(6)));  // the scope ended: the lock is free
+}
+
+// Captures the Status of each misuse call made from inside a callback, to be
+// checked after the transition (the callback itself returns 0).
+struct CallbackMisuse {
+  std::vector<std::pair<std::string, Status>> results;
+  void run(Domain& d) {
+    for (const Misuse& m : writer_calls()) results.emplace_back(m.what, m.call(d));
+  }
+  void check(const std::vector<std::string>& needles, const char* where) {
+    EXPECT_EQ(results.size(), writer_calls().size()) << where;
+    for (auto& [what, s] : results)
+      EXPECT_TRUE(Fails(s, Errc::kWouldDeadlock, needles)) << what << " from " << where;
+    results.clear();
+  }
+};
+
+TEST(DomainMisuse, FromInsideCallbacks) {
+  auto d = std::make_shared<Domain>(8, 4);
+  auto in_startup = std::make_shared<CallbackMisuse>();
+  auto in_teardown = std::make_shared<CallbackMisuse>();
+  auto armed = std::make_shared<std::atomic<bool>>(false);
+  auto body = [=] {
+    // Callbacks capture the Domain by plain pointer: the Domain owns them.
+    Domain* dp = d.get();
+    Result<StateId> prep = d->setup_state_nocalls(
+        Section::kPrepare, "misuse:cb",
+        [=](unsigned cpu) {
+          if (cpu == 6 && armed->load()) in_startup->run(*dp);
+          return 0;
+        },
+        [=](unsigned cpu) {
+          if (cpu == 6 && armed->load()) in_teardown->run(*dp);
+          return 0;
+        });
+    ASSERT_TRUE(Succeeds(prep));
+    armed->store(true);
+    ASSERT_TRUE(Succeeds(d->up(6)));
+    in_startup->check({"callback", "CPU 6", "misuse:cb", "_nocalls"},
+                      "a transition's startup");
+    ASSERT_TRUE(Succeeds(d->down(6)));
+    in_teardown->check({"callback", "CPU 6", "misuse:cb", "_nocalls"},
+                       "a transition's teardown");
+    armed->store(false);
+    ASSERT_TRUE(Succeeds(d->up(6)));
+    // Startups run by setup_state() and add_instance() are callbacks too.
+    auto in_setup = std::make_shared<CallbackMisuse>();
+    Result<StateId> online = d->setup_state(
+        Section::kOnline, "misuse:setup",
+        [=](unsigned cpu) {
+          if (cpu == 6) in_setup->run(*dp);
+          return 0;
+        },
+        nullptr);
+    ASSERT_TRUE(Succeeds(online));
+    in_setup->check({"callback", "CPU 6", "misuse:setup"}, "setup_state's startup");
+    Result<StateId> multi = d->setup_multi_state(
+        Section::kOnline, "misuse:multi",
+        [=](unsigned cpu, void*) {
+          if (cpu == 6) in_setup->run(*dp);
+          return 0;
+        },
+        nullptr);
+    ASSERT_TRUE(Succeeds(multi));
+    static int instance;
+    ASSERT_TRUE(Succeeds(d->add_instance(*multi, &instance)));
+    in_setup->check({"callback", "CPU 6", "misuse:multi"}, "add_instance's startup");
+  };
+  ASSERT_TRUE(ReturnsWithin(body));
+  EXPECT_EQ(d->online().to_string(), "0-3,6");
+  EXPECT_TRUE(Succeeds(d->down(6)));
+}
+
+// Misuse against one Domain is not misuse against another.
+TEST(DomainMisuse, CallbackMayDriveAnotherDomain) {
+  Domain a(4, 2), b(4, 1);
+  Status inner;
+  ASSERT_TRUE(Succeeds(a.setup_state_nocalls(
+      Section::kOnline, "drive-b",
+      [&](unsigned) {
+        inner = b.up(2);
+        return 0;
+      },
+      nullptr)));
+  ASSERT_TRUE(Succeeds(a.up(3)));
+  EXPECT_TRUE(Succeeds(inner));
+  EXPECT_TRUE(b.cpu_online(2));
+}
+
+// Writer's-thread recursion: a callback may take the hotplug read lock.
+TEST(DomainMisuse, CallbackMayTakeHotplugReadLock) {
+  auto d = std::make_shared<Domain>(8, 4);
+  auto seen = std::make_shared<std::vector<std::string>>();
+  auto body = [d, seen] {
+    auto take = [dp = d.get(), seen](const char* where) {
+      return [d = dp, seen, where](unsigned cpu) {
+        ReadLock lock(d->hotplug_lock());
+        ReadLock nested(d->hotplug_lock());
+        seen->push_back(std::string(where) + ":" + std::to_string(cpu) + ":" +
+                        (d->cpu_online(cpu) ? "on" : "off"));
+        return 0;
+      };
+    };
+    ASSERT_TRUE(
+        Succeeds(d->setup_state(Section::kPrepare, "rl:prep", take("ps"), take("pt"))));
+    ASSERT_TRUE(
+        Succeeds(d->setup_state(Section::kOnline, "rl:online", take("os"), take("ot"))));
+    seen->clear();
+    ASSERT_TRUE(Succeeds(d->up(5)));
+    ASSERT_TRUE(Succeeds(d->down(5)));
+  };
+  ASSERT_TRUE(ReturnsWithin(body));
+  EXPECT_EQ(*seen,
+            (std::vector<std::string>{"ps:5:off", "os:5:on", "ot:5:on", "pt:5:off"}));
+  // And the lock is free again for everyone.
+  EXPECT_TRUE(d->hotplug_lock().try_lock_shared());
+  d->hotplug_lock().unlock_shared();
+}
+
+// Calls that do not change CPUs but still take the writers' lock must not
+// hang when made where the writers' lock is already held by this thread.
+TEST(DomainMisuse, QueriesInsideRegisterBeginScopeReturn) {
+  auto d = std::make_shared<Domain>(4, 2);
+  auto body = [d] {
+    Result<RegistrationScope> scope = d->register_begin();
+    ASSERT_TRUE(Succeeds(scope));
+    Result<StateId> id =
+        scope->setup_state_nocalls(Section::kOnline, "q:scope", nullptr, nullptr);
+    ASSERT_TRUE(Succeeds(id));
+    EXPECT_EQ(d->states().size(), 6u);
+    Result<StateId> found = d->find_state("q:scope");
+    EXPECT_TRUE(Succeeds(found));
+  };
+  EXPECT_TRUE(ReturnsWithin(body, 3s))
+      << "Domain::states()/find_state() inside a register_begin() scope";
+}
+
+TEST(DomainMisuse, QueriesInsideCallbackReturn) {
+  auto d = std::make_shared<Domain>(4, 2);
+  auto names = std::make_shared<std::vector<std::string>>();
+  auto body = [d, names] {
+    ASSERT_TRUE(Succeeds(d->setup_state_nocalls(
+        Section::kOnline, "q:cb",
+        [dp = d.get(), names](unsigned) {
+          for (const StateInfo& s : dp->states()) names->push_back(s.name);
+          return 0;
+        },
+        nullptr)));
+    ASSERT_TRUE(Succeeds(d->up(2)));
+  };
+  EXPECT_TRUE(ReturnsWithin(body, 3s))
+      << "Domain::states() from inside a hotplug callback";
+}
+
+// A reader under the hotplug read lock looks a state up while a hotplug
+// writer is queued: the writer holds the writers' lock and waits for the
+// reader, so the query must not wait for the writers' lock (ABBA).
+TEST(DomainMisuse, QueryUnderHotplugReadLockWithWriterQueuedReturns) {
+  auto d = std::make_shared<Domain>(4, 2);
+  auto body = [d] {
+    ReadLock lock(d->hotplug_lock());
+    std::thread writer([d] { EXPECT_TRUE(Succeeds(d->up(3))); });
+    std::this_thread::sleep_for(100ms);  // the writer is now waiting for this reader
+    Result<StateId> found = d->find_state("active");
+    EXPECT_TRUE(Succeeds(found));
+    EXPECT_EQ(d->states().size(), 5u);
+    lock.unlock();
+    writer.join();
+  };
+  EXPECT_TRUE(ReturnsWithin(body, 3s))
+      << "Domain::find_state()/states() under the hotplug read lock deadlock against a "
+         "queued up()";
+}
+
+TEST(DomainMisuse, DisableHotplugInsideRegisterBeginScopeReturns) {
+  auto d = std::make_shared<Domain>(4, 2);
+  auto body = [d] {
+    Result<RegistrationScope> scope = d->register_begin();
+    ASSERT_TRUE(Succeeds(scope));
+    d->disable_hotplug();
+    EXPECT_TRUE(Succeeds(d->enable_hotplug()));
+  };
+  EXPECT_TRUE(ReturnsWithin(body, 3s))
+      << "Domain::disable_hotplug()/enable_hotplug() inside a register_begin() scope";
+}
+
+}  // namespace
+}  // namespace cpuhp
