@@ -68,6 +68,12 @@ class Domain {
   const CpuMask& active() const noexcept { return active_; }
   bool cpu_online(unsigned cpu) const noexcept { return online_.test(cpu); }
 
+  // True if CPU ids are this machine's (the host binding sets it): per-CPU
+  // threads pin themselves, PerCpu::this_cpu() trusts sched_getcpu(). Set it
+  // before other threads use the domain.
+  bool host_bound() const noexcept { return host_bound_; }
+  void set_host_bound(bool bound) noexcept { host_bound_ = bound; }
+
   // The hotplug lock: hold it for reading to keep CPUs from coming or going.
   PercpuRwSemaphore& hotplug_lock() noexcept { return hotplug_lock_; }
 
@@ -142,6 +148,7 @@ class Domain {
   friend class RegistrationScope;
   CpuMask possible_, present_, online_, active_;
   PercpuRwSemaphore hotplug_lock_;
+  bool host_bound_ = false;
   std::unique_ptr<Impl> impl_;
 };
 
