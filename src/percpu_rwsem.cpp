@@ -140,8 +140,10 @@ bool PercpuRwSemaphore::try_lock() {
 bool PercpuRwSemaphore::enter_write_section(bool wait) {
   if (held_exclusive_by_this_thread())
     die("lock() by the thread that already holds the write lock");
-  if (held_shared_by_this_thread())
+  if (held_shared_by_this_thread()) {
+    if (!wait) return false;  // try_lock() never blocks, so it cannot deadlock either
     die("lock() by a thread that holds a read lock of this semaphore: would deadlock");
+  }
   if (wait) {
     writer_mutex_.lock();
   } else if (!writer_mutex_.try_lock()) {

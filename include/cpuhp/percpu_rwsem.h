@@ -18,7 +18,8 @@
 //       it is queued or inside wait for it (writers do not starve), and
 //       readers that waited for one writer get in before the next writer
 //       (readers do not starve either).
-//   try_lock_shared() / try_lock()   never block on the other side.
+//   try_lock_shared() / try_lock()   never block on the other side; try_lock()
+//       on a thread holding a read lock simply fails.
 //   disown_shared() / unlock_disowned_shared()
 //       A read hold released by another thread: the holder calls
 //       disown_shared(), after which the hold belongs to no thread and any

@@ -301,6 +301,17 @@ TEST_P(PercpuRwSemTest, WritersAreSerialised) {
   second.join();
 }
 
+// try_lock() never blocks, so on a thread that holds a read lock it cannot
+// deadlock: it fails instead of aborting as lock() does.
+TEST_P(PercpuRwSemTest, TryLockByReadHolderFails) {
+  sem_.lock_shared();
+  EXPECT_FALSE(sem_.try_lock());
+  EXPECT_FALSE(sem_.held_exclusive_by_this_thread());
+  sem_.unlock_shared();
+  EXPECT_TRUE(sem_.try_lock());
+  sem_.unlock();
+}
+
 TEST_P(PercpuRwSemTest, TryLockFailsWhileReaderHoldsAndSucceedsWhenNone) {
   EXPECT_TRUE(sem_.try_lock());
   sem_.unlock();
@@ -865,12 +876,12 @@ TEST_P(PercpuRwSemTest, LocksDestroyedBeforeShortLivedThreadsExit) {
   exercise(after, true);
 }
 
-// Found while writing these tests (see the report): the slot cache is
-// direct-mapped with 8 ways keyed by lock id, and a miss claims a *new* slot
-// without looking for the one this thread already owns in that table. Any 9
-// locks contain two whose ids share a way, so holding read locks of all 9 at
-// once evicts one of the holds: held_shared_by_this_thread() says false, and
-// unlock_shared() on it would abort ("holds no read lock").
+// Regression: the slot cache is direct-mapped with 8 ways keyed by lock id,
+// and a miss used to claim a *new* slot instead of finding the one this thread
+// already owns in that table. Any 9 locks contain two whose ids share a way,
+// so holding read locks of all 9 at once evicted one of the holds:
+// held_shared_by_this_thread() said false, and unlock_shared() on it aborted
+// ("holds no read lock").
 TEST_P(PercpuRwSemTest, ThreadHoldsReadLocksOfNineLocksAtOnce) {
   constexpr int kLocks = 9;
   std::vector<std::unique_ptr<PercpuRwSemaphore>> locks;
@@ -899,8 +910,9 @@ TEST_P(PercpuRwSemTest, ThreadHoldsReadLocksOfNineLocksAtOnce) {
   }
 }
 
-// The same bug, with the symptoms a user meets. Each runs in a child process
-// (EXPECT_EXIT) so that an abort or a deadlock fails only this test.
+// Regressions in the reader slots, with the symptoms a user would meet. Each
+// runs in a child process (EXPECT_EXIT) so that an abort or a deadlock fails
+// only this test.
 class PercpuRwSemReaderSlotsDeathTest : public PercpuRwSemTest {};
 
 // Nested read holds of several locks, released in reverse order.
@@ -919,11 +931,11 @@ TEST_P(PercpuRwSemReaderSlotsDeathTest, ReadLocksOfNineLocksNestAndUnwind) {
       testing::ExitedWithCode(0), "");
 }
 
-// A nested read lock with a writer queued must not block; after the thread
-// touched a lock whose id shares the cache way, it does (the nested call lands
-// on a fresh slot with count 0 and waits for the writer, which waits for the
-// old slot). Locks created in a row get consecutive ids, so locks[0] and
-// locks[8] share a way.
+// A nested read lock with a writer queued must not block, also after the
+// thread touched a lock whose id shares the cache way (the bug: the nested call
+// landed on a fresh slot with count 0 and waited for the writer, which waited
+// for the old slot). Locks created in a row get consecutive ids, so locks[0]
+// and locks[8] share a way.
 TEST_P(PercpuRwSemReaderSlotsDeathTest, NestedReadAfterUsingAnotherLockWithQueuedWriter) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
@@ -954,8 +966,9 @@ TEST_P(PercpuRwSemReaderSlotsDeathTest, NestedReadAfterUsingAnotherLockWithQueue
 // Per-thread state that takes the read lock when its thread exits (say, to
 // unregister itself under the hotplug read lock). If it was constructed before
 // the thread first used the lock, its destructor runs after the thread's slot
-// list (reader_slots.cpp, ThreadSlotList) was destroyed, and the read lock
-// claims a slot through the destroyed list.
+// list (reader_slots.cpp, ThreadSlotList) was destroyed when that list was a
+// C++ thread_local: the read lock then claimed a slot through the destroyed
+// list (heap use-after-free, double free).
 struct TakesReadLockAtThreadExit {
   PercpuRwSemaphore* sem;
   ~TakesReadLockAtThreadExit() {
