@@ -97,8 +97,15 @@ Domain::Domain(unsigned possible_cpus, unsigned online_cpus)
 Domain::~Domain() = default;
 
 void Domain::set_observer(std::function<void(const CallbackEvent&)> observer) {
-  auto guard = impl_->lock_writers_unless_held();
-  impl_->observer = std::move(observer);
+  // Release: pairs with the acquire load in observe(), which then sees the
+  // function object fully built.
+  impl_->observer.store(
+      observer ? std::make_shared<const Impl::Observer>(std::move(observer)) : nullptr,
+      std::memory_order_release);
+}
+
+void Domain::Impl::observe(const CallbackEvent& event) const {
+  if (auto fn = observer.load(std::memory_order_acquire)) (*fn)(event);
 }
 
 // ------------------------------------------------------------ writers' lock
@@ -146,9 +153,12 @@ Status Domain::Impl::lock_writers(const char* what) {
   return {};
 }
 
-std::unique_lock<std::mutex> Domain::Impl::lock_writers_unless_held() const {
+Status Domain::Impl::lock_writers_unless_held(const char* what, bool* locked) {
+  *locked = false;
   if (owned_by_this_thread()) return {};
-  return std::unique_lock(writers_mutex);
+  if (Status s = lock_writers(what); !s) return s;
+  *locked = true;
+  return {};
 }
 
 void Domain::Impl::unlock_writers() {
@@ -236,8 +246,7 @@ int Domain::Impl::call_guarded(StateId id, unsigned cpu, bool startup, bool roll
   }
   const long long end = now_ns();
   tl_callback_context = outer;
-  if (observer)
-    observer(CallbackEvent{cpu, id, &table[id].name, startup, rollback, rc, begin, end});
+  observe(CallbackEvent{cpu, id, &table[id].name, startup, rollback, rc, begin, end});
   if (rc != 0 && why != nullptr) *why = std::move(reason);
   return rc;
 }
@@ -247,9 +256,12 @@ int Domain::Impl::invoke(StateId id, unsigned cpu, bool startup, bool rollback,
   StateEntry& e = table[id];
   const StepCallback& cb = startup ? e.startup : e.teardown;
   const bool may_fail = startup || e.teardown_may_veto;
-  if (!rollback && may_fail && take_injection(cpu, id)) {
+  // An injection hits the callback that may fail: the startup, or for a
+  // state whose teardown may veto (DOWN_PREPARE), the teardown.
+  const bool injectable = e.teardown_may_veto ? !startup : startup;
+  if (!rollback && injectable && take_injection(cpu, id)) {
     const long long t = now_ns();
-    if (observer) observer(CallbackEvent{cpu, id, &e.name, startup, false, -EIO, t, t});
+    observe(CallbackEvent{cpu, id, &e.name, startup, false, -EIO, t, t});
     if (why != nullptr) *why = "injected failure (inject_failure)";
     return -EIO;
   }
@@ -384,21 +396,31 @@ Status Domain::set_present(unsigned cpu, bool present) {
   return {};
 }
 
-void Domain::disable_hotplug() {
-  auto guard = impl_->lock_writers_unless_held();
+Status Domain::disable_hotplug() {
+  bool locked = false;
+  if (Status s = impl_->lock_writers_unless_held("disable_hotplug()", &locked); !s)
+    return s;
   ++impl_->disable_count;
+  if (locked) impl_->unlock_writers();
+  return {};
 }
 
 Status Domain::enable_hotplug() {
-  auto guard = impl_->lock_writers_unless_held();
-  if (impl_->disable_count == 0)
-    return Error(Errc::kInvalidArgument,
-                 "enable_hotplug() without a matching disable_hotplug()");
-  if (impl_->suspended && impl_->disable_count == 1)
-    return Error(Errc::kBusy,
-                 "enable_hotplug(): the domain is suspended; use resume_nonboot()");
-  --impl_->disable_count;
-  return {};
+  bool locked = false;
+  if (Status s = impl_->lock_writers_unless_held("enable_hotplug()", &locked); !s)
+    return s;
+  Status result;
+  if (impl_->disable_count == 0) {
+    result = Error(Errc::kInvalidArgument,
+                   "enable_hotplug() without a matching disable_hotplug()");
+  } else if (impl_->suspended && impl_->disable_count == 1) {
+    result = Error(Errc::kBusy,
+                   "enable_hotplug(): the domain is suspended; use resume_nonboot()");
+  } else {
+    --impl_->disable_count;
+  }
+  if (locked) impl_->unlock_writers();
+  return result;
 }
 
 Status Domain::inject_failure(unsigned cpu, StateId state) {

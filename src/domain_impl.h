@@ -57,12 +57,17 @@ struct Domain::Impl {
   Status lock_writers(const char* what);  // check_may_lock + lock
   void unlock_writers();
   // For calls that may run where this thread already holds the writers' lock
-  // (queries, disable/enable from a scope or a callback): locks only if not.
-  std::unique_lock<std::mutex> lock_writers_unless_held() const;
+  // (disable/enable from a scope or a callback): true if it locked.
+  Status lock_writers_unless_held(const char* what, bool* locked);
   Status require_writers_held(const char* what) const;
 
   // ---- state table and per-CPU state ----
   std::array<StateEntry, kNumStates> table;
+  // Guards the table's names and installed flags against the queries
+  // (states(), find_state()), which must not wait for the writers' lock: a
+  // caller under the hotplug read lock would deadlock against a queued
+  // writer. Writers take it only around their edits of the table.
+  mutable std::mutex table_mutex;
   std::vector<std::atomic<int>> cpu_state;    // written under the writers' lock
   std::string state_label(StateId id) const;  // "'name' (id)"
 
@@ -71,7 +76,10 @@ struct Domain::Impl {
   bool suspended = false;
   std::vector<std::pair<unsigned, StateId>> suspended_cpus;
   std::vector<std::pair<unsigned, StateId>> injected;  // fail once
-  std::function<void(const CallbackEvent&)> observer;
+  using Observer = std::function<void(const CallbackEvent&)>;
+  std::atomic<std::shared_ptr<const Observer>>
+      observer;  // acquire/release: the function object
+  void observe(const CallbackEvent& event) const;
 
   Status check_cpu(unsigned cpu) const;
   Status transition(unsigned cpu, StateId target, bool frozen);  // writers' lock held

@@ -71,7 +71,10 @@ Result<StateId> Domain::Impl::install(StateId id, Section section, bool dynamic,
   }
 
   StateEntry& slot = table[id];
-  slot = std::move(entry);  // not yet installed: transitions cannot run meanwhile
+  {
+    std::lock_guard table_guard(table_mutex);
+    slot = std::move(entry);  // not yet installed: transitions cannot run meanwhile
+  }
   if (calls && slot.startup) {
     // As in a transition: readers that need a stable view wait, and the
     // callbacks may take the hotplug read lock.
@@ -86,6 +89,7 @@ Result<StateId> Domain::Impl::install(StateId id, Section section, bool dynamic,
         for (auto it = done.rbegin(); it != done.rend(); ++it)
           (void)invoke(id, *it, /*startup=*/false, /*rollback=*/true, false, nullptr);
         const std::string name = slot.name;
+        std::lock_guard table_guard(table_mutex);
         slot = StateEntry{};
         return Error(
             Errc::kCallbackFailed,
@@ -97,6 +101,7 @@ Result<StateId> Domain::Impl::install(StateId id, Section section, bool dynamic,
       done.push_back(cpu);
     }
   }
+  std::lock_guard table_guard(table_mutex);
   slot.installed = true;
   return id;
 }
@@ -114,7 +119,10 @@ Status Domain::Impl::uninstall(StateId id, bool calls) {
       if (cpu_state[cpu].load(std::memory_order_relaxed) >= id)
         (void)invoke(id, cpu, /*startup=*/false, /*rollback=*/false, false, nullptr);
   }
-  table[id] = StateEntry{};
+  {
+    std::lock_guard table_guard(table_mutex);
+    table[id] = StateEntry{};
+  }
   // A failure injected into this state must not hit a later state at this id.
   std::erase_if(injected, [id](const auto& inj) { return inj.second == id; });
   return {};
@@ -343,7 +351,7 @@ Status Domain::remove_instance_nocalls(StateId id, void* instance) {
 }
 
 std::vector<StateInfo> Domain::states() const {
-  auto guard = impl_->lock_writers_unless_held();
+  std::lock_guard guard(impl_->table_mutex);
   std::vector<StateInfo> out;
   for (StateId s = 0; s < kNumStates; ++s) {
     const StateEntry& e = impl_->table[s];
@@ -353,7 +361,7 @@ std::vector<StateInfo> Domain::states() const {
 }
 
 Result<StateId> Domain::find_state(const std::string& name) const {
-  auto guard = impl_->lock_writers_unless_held();
+  std::lock_guard guard(impl_->table_mutex);
   for (StateId s = 0; s < kNumStates; ++s)
     if (impl_->table[s].installed && impl_->table[s].name == name) return s;
   return Error(Errc::kNotFound, strf("no state named '%s'", name.c_str()));
@@ -372,7 +380,15 @@ RegistrationScope::RegistrationScope(RegistrationScope&& other) noexcept
 RegistrationScope::~RegistrationScope() { done(); }
 
 void RegistrationScope::done() {
-  if (domain_ != nullptr) std::exchange(domain_, nullptr)->impl_->unlock_writers();
+  if (domain_ == nullptr) return;
+  if (!domain_->impl_->owned_by_this_thread()) {
+    // The writers' lock is a std::mutex: unlocking it on another thread is
+    // undefined behaviour, so refuse loudly rather than corrupt it.
+    std::fprintf(stderr,
+                 "cpuhp: a RegistrationScope must end on the thread that began it\n");
+    std::abort();
+  }
+  std::exchange(domain_, nullptr)->impl_->unlock_writers();
 }
 
 namespace {

@@ -92,7 +92,9 @@ class Domain {
   Status suspend_nonboot();
   Status resume_nonboot();
   // While the disable count is nonzero, up/down/bring_to fail with kBusy.
-  void disable_hotplug();
+  // Both take the writers' lock (cpu_hotplug_disable() does too), unless this
+  // thread holds it already (a callback, a register_begin() scope).
+  Status disable_hotplug();
   Status enable_hotplug();
   // Kernel hotplug/fail: the next startup of `state` on `cpu` fails once with
   // -EIO (or, for a state whose teardown may veto, its next teardown).
@@ -124,6 +126,8 @@ class Domain {
   Status remove_instance(StateId id, void* instance);  // runs teardown likewise
   Status remove_instance_nocalls(StateId id, void* instance);
 
+  // Snapshots of the state table. They take only the table's own mutex, so
+  // they may be called from anywhere, callbacks and read sections included.
   std::vector<StateInfo> states() const;
   Result<StateId> find_state(const std::string& name) const;
 
@@ -138,8 +142,9 @@ class Domain {
   // is  { auto scope = d.register_begin(); ...; scope->register_notifier(&nb); }
   Result<RegistrationScope> register_begin();
 
-  // Called after every callback (tracing, tests). Set it before hotplug
-  // starts; it runs in the controlling thread, with the writers' lock held.
+  // Called after every callback (tracing, tests), in the controlling thread
+  // with the writers' lock held. May be set or cleared at any time, from any
+  // thread; a transition under way may still call the previous observer.
   void set_observer(std::function<void(const CallbackEvent&)> observer);
 
   struct Impl;  // implementation detail (src/domain_impl.h)

@@ -365,8 +365,8 @@ TEST(DomainErrors, SetPresent) {
 TEST(DomainErrors, DisableEnableCounter) {
   Domain d(8, 4);
   EXPECT_TRUE(Fails(d.enable_hotplug(), Errc::kInvalidArgument, {"disable_hotplug"}));
-  d.disable_hotplug();
-  d.disable_hotplug();
+  ASSERT_TRUE(Succeeds(d.disable_hotplug()));
+  ASSERT_TRUE(Succeeds(d.disable_hotplug()));
   const Snapshot before = snap(d);
   EXPECT_TRUE(Fails(d.up(5), Errc::kBusy, {"CPU 5", "disabled"}));
   EXPECT_TRUE(Fails(d.down(1), Errc::kBusy, {"CPU 1", "disabled"}));
@@ -380,7 +380,7 @@ TEST(DomainErrors, DisableEnableCounter) {
   EXPECT_TRUE(Succeeds(d.down(1)));
   EXPECT_TRUE(Fails(d.enable_hotplug(), Errc::kInvalidArgument));
   // Registration is not hotplug: it stays possible while hotplug is disabled.
-  d.disable_hotplug();
+  ASSERT_TRUE(Succeeds(d.disable_hotplug()));
   Result<StateId> id =
       d.setup_state(Section::kOnline, "while-disabled", nullptr, nullptr);
   EXPECT_TRUE(Succeeds(id));
@@ -509,7 +509,7 @@ TEST(DomainSuspend, FirstOnlineCpuIsNotAlwaysZero) {
 
 TEST(DomainSuspend, SingleOnlineCpuAndDisableCounter) {
   Domain d(4, 1);
-  d.disable_hotplug();
+  ASSERT_TRUE(Succeeds(d.disable_hotplug()));
   ASSERT_TRUE(Succeeds(d.suspend_nonboot()));
   EXPECT_EQ(d.online().to_string(), "0");
   ASSERT_TRUE(Succeeds(d.enable_hotplug()));  // the user's disable, not the suspend's
@@ -587,9 +587,9 @@ TEST(DomainRcu, ReaderSeeingOnlineBitMayUsePerCpuData) {
   for (unsigned cpu = 0; cpu < kCpus; ++cpu) ASSERT_NE(objs[cpu].load(), nullptr);
 
   std::atomic<bool> stop{false};
-  std::atomic<long> reads{0}, missing{0}, poisoned{0};
+  std::atomic<long> reads{0}, missing{0}, poisoned{0}, read_sections{0};
   std::thread reader([&] {
-    while (!stop.load(std::memory_order_relaxed)) {
+    for (; !stop.load(std::memory_order_relaxed); read_sections.fetch_add(1)) {
       rcu::ReadGuard guard;
       for (unsigned cpu : d.online()) {
         PerCpuObject* p = objs[cpu].load(std::memory_order_acquire);
@@ -610,7 +610,10 @@ TEST(DomainRcu, ReaderSeeingOnlineBitMayUsePerCpuData) {
       }
     }
   });
-  for (int i = 0; i < kCycles; ++i) {
+  while (read_sections.load() == 0) std::this_thread::yield();
+  // kCycles at least, and on until the reader has been through many sections.
+  for (int i = 0; i < kCycles || (read_sections.load() < 1000 && i < 100 * kCycles);
+       ++i) {
     const unsigned cpu = 1 + static_cast<unsigned>(i) % (kCpus - 1);
     ASSERT_TRUE(Succeeds(d.down(cpu))) << "cycle " << i;
     ASSERT_TRUE(Succeeds(d.up(cpu))) << "cycle " << i;
@@ -673,6 +676,7 @@ TEST(DomainMasks, InvariantUnderHotplugReadLock) {
     }
   };
   std::thread r1(reader), r2(reader);
+  while (sections.load() == 0) std::this_thread::yield();
   const StateId targets[] = {kStateOffline, kPrepareMid,  kStateBringup,
                              kOnlineMid,    kStateOnline, kStateNotifyOnline};
   unsigned seed = 12345;
@@ -680,7 +684,8 @@ TEST(DomainMasks, InvariantUnderHotplugReadLock) {
     seed = seed * 1103515245u + 12345u;
     return (seed >> 16) & 0x7fff;
   };
-  for (int i = 0; i < 600; ++i) {
+  // 600 steps at least, and on until the readers have been through many sections.
+  for (int i = 0; i < 600 || (sections.load() < 400 && i < 100000); ++i) {
     const unsigned cpu = rnd() % kCpus;
     const StateId target = targets[rnd() % std::size(targets)];
     Status s = d.bring_to(cpu, target);
@@ -984,12 +989,58 @@ TEST(DomainMisuse, QueryUnderHotplugReadLockWithWriterQueuedReturns) {
          "queued up()";
 }
 
+// The same inside an RCU read section: a down() holds the writers' lock and
+// waits for a grace period, that is, for this reader.
+TEST(DomainMisuse, QueryInsideRcuReadSectionWithDownInProgressReturns) {
+  auto d = std::make_shared<Domain>(4, 4);
+  auto body = [d] {
+    std::thread writer;
+    {
+      rcu::ReadGuard guard;
+      writer = std::thread([d] { EXPECT_TRUE(Succeeds(d->down(3))); });
+      std::this_thread::sleep_for(100ms);  // the down is now waiting for a grace period
+      Result<StateId> found = d->find_state("bringup");
+      EXPECT_TRUE(Succeeds(found));
+    }
+    writer.join();
+  };
+  EXPECT_TRUE(ReturnsWithin(body, 3s))
+      << "Domain::find_state() inside an RCU read section deadlocks against a down() "
+         "waiting for a grace period";
+}
+
+// disable_hotplug() takes the writers' lock, like cpu_hotplug_disable(): under
+// the hotplug read lock it is refused instead of deadlocking.
+TEST(DomainMisuse, DisableHotplugUnderHotplugReadLockIsRefused) {
+  Domain d(4, 2);
+  ReadLock hold(d.hotplug_lock());
+  Status s = d.disable_hotplug();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), Errc::kWouldDeadlock);
+  EXPECT_NE(s.error().message().find("disable_hotplug()"), std::string::npos);
+}
+
+// The observer is swapped atomically: setting it never waits for hotplug.
+TEST(DomainMisuse, SetObserverUnderHotplugReadLockWithWriterQueuedReturns) {
+  auto d = std::make_shared<Domain>(4, 2);
+  auto body = [d] {
+    ReadLock hold(d->hotplug_lock());
+    std::thread writer([d] { (void)d->up(3); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    d->set_observer([](const CallbackEvent&) {});
+    hold.unlock();
+    writer.join();
+    d->set_observer(nullptr);
+  };
+  EXPECT_TRUE(ReturnsWithin(body, 3s)) << "Domain::set_observer() under the hotplug read lock";
+}
+
 TEST(DomainMisuse, DisableHotplugInsideRegisterBeginScopeReturns) {
   auto d = std::make_shared<Domain>(4, 2);
   auto body = [d] {
     Result<RegistrationScope> scope = d->register_begin();
     ASSERT_TRUE(Succeeds(scope));
-    d->disable_hotplug();
+    EXPECT_TRUE(Succeeds(d->disable_hotplug()));
     EXPECT_TRUE(Succeeds(d->enable_hotplug()));
   };
   EXPECT_TRUE(ReturnsWithin(body, 3s))

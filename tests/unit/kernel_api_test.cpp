@@ -703,7 +703,7 @@ TEST(KernelCpus, UpDownReturnZeroOrNegativeErrno) {
   EXPECT_TRUE(cpu_online(0));
   EXPECT_EQ(remove_cpu(0), -EBUSY);
 
-  cpuhp::kernel::default_domain().disable_hotplug();
+  ASSERT_TRUE(cpuhp::kernel::default_domain().disable_hotplug().ok());
   EXPECT_EQ(cpu_up(1), -EBUSY);
   ASSERT_TRUE(cpuhp::kernel::default_domain().enable_hotplug().ok());
   EXPECT_EQ(cpu_up(1), 0);
