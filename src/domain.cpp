@@ -372,6 +372,13 @@ Status Domain::bring_to(unsigned cpu, StateId target) {
                                              im.state_label(target).c_str()));
   if (target < kStateBringup && online_.test(cpu) && online_.weight() == 1)
     return Error(Errc::kLastCpu, strf("CPU %u is the last online CPU", cpu));
+  if (target == kStateNotifyPrepare && !im.chain.empty())
+    return Error(
+        Errc::kBusy,
+        strf("CPU %u cannot stop at state %s while CPU notifiers are registered: it "
+             "would have had UP_PREPARE without being online, which the 2014 "
+             "register_begin() idiom (walk the online CPUs) cannot see",
+             cpu, im.state_label(target).c_str()));
   return im.transition(cpu, target, /*frozen=*/false);
 }
 

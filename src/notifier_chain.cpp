@@ -109,6 +109,15 @@ Status Domain::Impl::register_notifier(NotifierBlock* nb) {
   if (std::find(chain.begin(), chain.end(), nb) != chain.end())
     return Error(Errc::kBusy, strf("notifier %p (priority %d) is already registered",
                                    static_cast<void*>(nb), nb->priority));
+  // A CPU stopped at notify:prepare is prepared but not online: a notifier
+  // initialising "the online CPUs" would miss it, then get DEAD for it.
+  for (unsigned cpu = 0; cpu < d.capacity(); ++cpu)
+    if (cpu_state[cpu].load(std::memory_order_relaxed) == kStateNotifyPrepare)
+      return Error(
+          Errc::kBusy,
+          strf("cannot register a CPU notifier while CPU %u is stopped at state %s "
+               "(prepared, not online); bring it up or down first",
+               cpu, state_label(kStateNotifyPrepare).c_str()));
   // After every notifier of the same or higher priority, as the kernel does.
   auto at = std::find_if(chain.begin(), chain.end(), [nb](const NotifierBlock* have) {
     return nb->priority > have->priority;

@@ -66,16 +66,18 @@ void PercpuRwSemaphore::lock_shared_slow(detail::ReaderSlot* slot) {
     if (block_.load(std::memory_order_acquire) == 0) break;
     // The writer's own thread (a hotplug callback) reads what it writes.
     if (writer_owner_.load(std::memory_order_relaxed) == this_thread_token()) break;
+    if (!counted_as_waiting) {
+      // Counted before backing off: the wake-up below may hand the CPU to the
+      // writer, and the next writer waits for this count to drain before
+      // [W3]. So a reader that found a writer inside gets in before the one
+      // after it (model/percpu_rwsem.pml, reader fairness).
+      waiting_readers_.fetch_add(1, std::memory_order_relaxed);
+      counted_as_waiting = true;
+    }
     // Back off: hold nothing while waiting, or the writer waits for us.
     // Release: pairs with the writer's acquire loads in [W4].
     slot->count.store(0, std::memory_order_release);
     wake_writer();
-    if (!counted_as_waiting) {
-      // The next writer waits for this count to drain before [W3], so a
-      // reader waits for at most the writer in front of it.
-      waiting_readers_.fetch_add(1, std::memory_order_relaxed);
-      counted_as_waiting = true;
-    }
     // Acquire: pairs with [W7]; wakes on the notify_all() that follows it.
     block_.wait(1, std::memory_order_acquire);
     slot->count.store(1, std::memory_order_relaxed);  // [R1] again

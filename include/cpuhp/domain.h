@@ -115,6 +115,9 @@ class Domain {
   Result<StateId> setup_state_at_nocalls(StateId id, std::string name,
                                          StateCallback startup, StateCallback teardown);
   // Runs the teardown on every CPU at or past the state, then removes it.
+  // For a PREPARE state this includes online CPUs, with no grace period of
+  // the Domain's in between: the state's owner unpublishes what RCU readers
+  // may reach and waits for them first (PerCpu does).
   Status remove_state(StateId id);
   Status remove_state_nocalls(StateId id);
 

@@ -40,13 +40,19 @@
 //   before lock() returned happens-before the write section. A read section
 //   never overlaps a write section.
 //
-// HOW (labels match model/ and the comments in percpu_rwsem.cpp)
+// HOW (the labels name the same steps in model/percpu_rwsem.pml, checked with
+// spin with mutants for each step that matters, and in percpu_rwsem.cpp)
 //
-//   [R1] reader: count += 1        [W1] writer: gate = closed
-//   [R2] reader: load gate         [W2] writer: membarrier() — a full barrier
-//                                        on every running thread of the process
-//                                   [W3] writer: block = 1, fence
-//                                   [W4] writer: wait until sum(counts) == 0
+//   [R1] reader: count += 1 (plain store to its own slot)
+//   [R2] reader: load gate; open: done (fast path)
+//   [R3] unlock: count -= 1 (release)
+//   [R4] unlock: load gate; closed: wake the writer
+//   [R5] slow path: fence, load block; set: back off (count = 0) and wait
+//   [R6] wake_writer(): fence, load writer_waiting, bump the wake sequence
+//   [W1] writer: gate = closed          [W2] writer: membarrier() — a full
+//                                             barrier on every running thread
+//   [W3] writer: block = 1, fence       [W4] writer: wait until sum(counts) == 0
+//   [W6] reopen callback: gate = open   [W7] unlock: block = 0 (release), wake
 //   Dekker: either the reader's [R2] sees the gate closed (slow path: fenced
 //   recheck of `block`, back off and wait), or the writer's [W4] sees its
 //   count. The reader needs no fence because [W2] supplies it, which is what

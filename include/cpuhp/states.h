@@ -9,6 +9,9 @@
 //                           online bit is set; teardowns run after the bit is
 //                           clear and a grace period has passed (the old
 //                           CPU_DEAD). Per-CPU data is built here.
+//   kStateNotifyPrepare     the 2014 notifiers' UP_PREPARE / DEAD: last in the
+//                           section, so they see per-CPU data already built
+//                           on the way up and not yet freed on the way down
 //   kStateBringup           sets the online bit (release) / clears it and
 //                           waits for an RCU grace period
 //   ONLINE section          startup after the online bit is set, teardown
@@ -27,11 +30,11 @@ namespace cpuhp {
 using StateId = int;
 
 inline constexpr StateId kStateOffline = 0;
-inline constexpr StateId kStateNotifyPrepare = 1;  // the 2014 notifier layer
-inline constexpr StateId kStatePrepareFirst = 2;   // static PREPARE states
-inline constexpr StateId kStatePrepareLast = 29;
-inline constexpr StateId kStatePrepareDyn = 30;  // dynamic PREPARE slots
-inline constexpr StateId kStatePrepareDynEnd = 49;
+inline constexpr StateId kStatePrepareFirst = 1;  // static PREPARE states
+inline constexpr StateId kStatePrepareLast = 28;
+inline constexpr StateId kStatePrepareDyn = 29;  // dynamic PREPARE slots
+inline constexpr StateId kStatePrepareDynEnd = 48;
+inline constexpr StateId kStateNotifyPrepare = 49;  // the 2014 notifier layer
 inline constexpr StateId kStateBringup = 50;
 inline constexpr StateId kStateOnlineFirst = 51;  // static ONLINE states
 inline constexpr StateId kStateOnlineLast = 79;

@@ -202,9 +202,9 @@ Table install_table(Recorder& rec) {
 
 // Every state with callbacks in (from, to], ascending: built-ins and the table.
 std::vector<StateId> with_callbacks(const Table& t, StateId from, StateId to) {
-  std::vector<StateId> all = {
-      kStateNotifyPrepare, t.p_static, t.p_dyn1,           t.p_dyn2,    kStateBringup,
-      t.o_static,          t.o_dyn,    kStateNotifyOnline, kStateActive};
+  std::vector<StateId> all = {t.p_static,    t.p_dyn1,   t.p_dyn2, kStateNotifyPrepare,
+                              kStateBringup, t.o_static, t.o_dyn,  kStateNotifyOnline,
+                              kStateActive};
   std::vector<StateId> out;
   for (StateId s : all)
     if (s > from && s <= to) out.push_back(s);
@@ -218,11 +218,11 @@ TEST(StatesOrder, UpAndDownAcrossSections) {
   Recorder rec(d);
   const Table t = install_table(rec);
   ASSERT_TRUE(Succeeds(d.up(2)));
-  EXPECT_EQ(
-      rec.events,
-      (std::vector<Ev>{up(2, kStateNotifyPrepare), up(2, t.p_static), up(2, t.p_dyn1),
-                       up(2, t.p_dyn2), up(2, kStateBringup), up(2, t.o_static),
-                       up(2, t.o_dyn), up(2, kStateNotifyOnline), up(2, kStateActive)}));
+  EXPECT_EQ(rec.events,
+            (std::vector<Ev>{up(2, t.p_static), up(2, t.p_dyn1), up(2, t.p_dyn2),
+                             up(2, kStateNotifyPrepare), up(2, kStateBringup),
+                             up(2, t.o_static), up(2, t.o_dyn), up(2, kStateNotifyOnline),
+                             up(2, kStateActive)}));
   // PREPARE startups before the online bit, ONLINE startups after it and
   // before the active bit.
   EXPECT_EQ(rec.seen, (std::vector<Seen>{{"p:static", 2, true, false, false},
@@ -232,11 +232,11 @@ TEST(StatesOrder, UpAndDownAcrossSections) {
                                          {"o:dyn", 2, true, true, false}}));
   rec.clear();
   ASSERT_TRUE(Succeeds(d.down(2)));
-  EXPECT_EQ(
-      rec.events,
-      (std::vector<Ev>{dn(2, kStateActive), dn(2, kStateNotifyOnline), dn(2, t.o_dyn),
-                       dn(2, t.o_static), dn(2, kStateBringup), dn(2, t.p_dyn2),
-                       dn(2, t.p_dyn1), dn(2, t.p_static), dn(2, kStateNotifyPrepare)}));
+  EXPECT_EQ(rec.events,
+            (std::vector<Ev>{dn(2, kStateActive), dn(2, kStateNotifyOnline),
+                             dn(2, t.o_dyn), dn(2, t.o_static), dn(2, kStateBringup),
+                             dn(2, kStateNotifyPrepare), dn(2, t.p_dyn2), dn(2, t.p_dyn1),
+                             dn(2, t.p_static)}));
   // ONLINE teardowns with the bit still set (active already clear), PREPARE
   // teardowns after it is clear.
   EXPECT_EQ(rec.seen, (std::vector<Seen>{{"o:dyn", 2, false, true, false},
@@ -252,13 +252,12 @@ TEST(StatesOrder, BringToMiddleThenUp) {
   const Table t = install_table(rec);
   ASSERT_TRUE(Succeeds(d.bring_to(2, t.p_dyn1)));
   EXPECT_EQ(state_of(d, 2), t.p_dyn1);
-  EXPECT_EQ(rec.events, (std::vector<Ev>{up(2, kStateNotifyPrepare), up(2, t.p_static),
-                                         up(2, t.p_dyn1)}));
+  EXPECT_EQ(rec.events, (std::vector<Ev>{up(2, t.p_static), up(2, t.p_dyn1)}));
   EXPECT_FALSE(d.cpu_online(2));
   rec.clear();
   ASSERT_TRUE(Succeeds(d.bring_to(2, kOnlineMid)));  // between o:static and o:dyn
-  EXPECT_EQ(rec.events,
-            (std::vector<Ev>{up(2, t.p_dyn2), up(2, kStateBringup), up(2, t.o_static)}));
+  EXPECT_EQ(rec.events, (std::vector<Ev>{up(2, t.p_dyn2), up(2, kStateNotifyPrepare),
+                                         up(2, kStateBringup), up(2, t.o_static)}));
   EXPECT_TRUE(d.cpu_online(2));
   EXPECT_FALSE(d.active().test(2));
   rec.clear();
@@ -272,11 +271,12 @@ TEST(StatesOrder, BringToMiddleThenUp) {
   rec.clear();
   ASSERT_TRUE(Succeeds(d.bring_to(2, t.p_static)));
   EXPECT_EQ(rec.events, (std::vector<Ev>{dn(2, t.o_static), dn(2, kStateBringup),
-                                         dn(2, t.p_dyn2), dn(2, t.p_dyn1)}));
+                                         dn(2, kStateNotifyPrepare), dn(2, t.p_dyn2),
+                                         dn(2, t.p_dyn1)}));
   EXPECT_FALSE(d.cpu_online(2));
   rec.clear();
   ASSERT_TRUE(Succeeds(d.down(2)));
-  EXPECT_EQ(rec.events, (std::vector<Ev>{dn(2, t.p_static), dn(2, kStateNotifyPrepare)}));
+  EXPECT_EQ(rec.events, (std::vector<Ev>{dn(2, t.p_static)}));
 }
 
 // Per CPU, every startup is matched by exactly one teardown in reverse order,
@@ -411,9 +411,8 @@ TEST(StatesRollback, InjectedFailureFailsExactlyOnce) {
   if (!s) EXPECT_EQ(s.error().cause(), -EIO);
   EXPECT_EQ(state_of(d, 2), kStateOffline);
   EXPECT_EQ(rec.events,
-            (std::vector<Ev>{up(2, kStateNotifyPrepare), up(2, t.p_static),
-                             up(2, t.p_dyn1), up(2, t.p_dyn2, -EIO), undo(2, t.p_dyn1),
-                             undo(2, t.p_static), undo(2, kStateNotifyPrepare)}));
+            (std::vector<Ev>{up(2, t.p_static), up(2, t.p_dyn1), up(2, t.p_dyn2, -EIO),
+                             undo(2, t.p_dyn1), undo(2, t.p_static)}));
   // The injected failure replaces the callback: p:dyn2's startup never ran.
   for (const Seen& seen : rec.seen) EXPECT_NE(seen.state, "p:dyn2") << seen;
   rec.clear();
@@ -466,9 +465,9 @@ TEST(StatesRollback, ThrowingOrFailingTeardownIsReportedAndDownCompletes) {
   EXPECT_FALSE(d.cpu_online(2));
   EXPECT_EQ(rec.events, (std::vector<Ev>{dn(2, kStateActive), dn(2, kStateNotifyOnline),
                                          dn(2, t.o_dyn, -ECANCELED), dn(2, t.o_static),
-                                         dn(2, kStateBringup), dn(2, t.p_dyn2),
-                                         dn(2, t.p_dyn1, -EBUSY), dn(2, t.p_static),
-                                         dn(2, kStateNotifyPrepare)}));
+                                         dn(2, kStateBringup), dn(2, kStateNotifyPrepare),
+                                         dn(2, t.p_dyn2), dn(2, t.p_dyn1, -EBUSY),
+                                         dn(2, t.p_static)}));
   EXPECT_NE(err.find("CPU 2"), std::string::npos) << err;
   EXPECT_NE(err.find("o:dyn"), std::string::npos) << err;
   EXPECT_NE(err.find("td-boom"), std::string::npos) << err;
@@ -644,8 +643,9 @@ TEST(StatesIds, StaticIdRangeChecks) {
     EXPECT_EQ(*r, good);
   }
   // Occupied.
-  EXPECT_TRUE(Fails(d.setup_state_at(kStatePrepareFirst, "other", nullptr, nullptr),
-                    Errc::kBusy, {"good2", std::to_string(kStatePrepareFirst)}));
+  EXPECT_TRUE(Fails(
+      d.setup_state_at(kStatePrepareFirst, "other", nullptr, nullptr), Errc::kBusy,
+      {"good" + std::to_string(kStatePrepareFirst), std::to_string(kStatePrepareFirst)}));
   EXPECT_TRUE(Fails(d.find_state("other"), Errc::kNotFound));
 }
 
@@ -743,14 +743,14 @@ TEST(StatesIds, StatesListsBuiltinsAndInstalledInOrder) {
     return out;
   };
   using V = std::vector<std::string>;
-  EXPECT_EQ(list(), (V{"0:offline:b", "1:notify:prepare:b", "50:bringup:b",
+  EXPECT_EQ(list(), (V{"0:offline:b", "49:notify:prepare:b", "50:bringup:b",
                        "120:notify:online:b", "121:active:b"}));
   ASSERT_TRUE(Succeeds(d.setup_state(Section::kOnline, "z-online", nullptr, nullptr)));
   ASSERT_TRUE(Succeeds(d.setup_state(Section::kPrepare, "a-prep", nullptr, nullptr)));
   ASSERT_TRUE(Succeeds(d.setup_state_at(3, "static3", nullptr, nullptr)));
   ASSERT_TRUE(Succeeds(d.setup_multi_state(Section::kOnline, "multi", nullptr, nullptr)));
   ASSERT_TRUE(Succeeds(d.setup_state_at(51, "static51", nullptr, nullptr)));
-  EXPECT_EQ(list(), (V{"0:offline:b", "1:notify:prepare:b", "3:static3", "30:a-prep",
+  EXPECT_EQ(list(), (V{"0:offline:b", "3:static3", "29:a-prep", "49:notify:prepare:b",
                        "50:bringup:b", "51:static51", "80:z-online", "81:multi:m",
                        "120:notify:online:b", "121:active:b"}));
   Result<StateId> f = d.find_state("multi");
@@ -760,7 +760,7 @@ TEST(StatesIds, StatesListsBuiltinsAndInstalledInOrder) {
   ASSERT_TRUE(Succeeds(f));
   EXPECT_EQ(*f, kStateBringup);
   EXPECT_TRUE(Fails(d.find_state("nope"), Errc::kNotFound, {"nope"}));
-  ASSERT_TRUE(Succeeds(d.remove_state(30)));
+  ASSERT_TRUE(Succeeds(d.remove_state(kStatePrepareDyn)));
   EXPECT_EQ(list().size(), 9u);
   EXPECT_TRUE(Fails(d.find_state("a-prep"), Errc::kNotFound));
 }
