@@ -7,6 +7,7 @@
 #include <cstring>
 #include <exception>
 #include <stdexcept>
+#include <system_error>
 
 #include "cpuhp/rcu.h"
 #include "domain_impl.h"
@@ -237,6 +238,12 @@ int Domain::Impl::call_guarded(StateId id, unsigned cpu, bool startup, bool roll
     rc = fn();
     if (rc > 0) rc = -rc;  // tolerate positive errno
     if (rc != 0) reason = strf("error %d (%s)", rc, std::strerror(-rc));
+  } catch (const std::system_error& e) {
+    // Keep the errno: the caller's Error::cause() then says what failed.
+    rc = e.code().category() == std::system_category() && e.code().value() > 0
+             ? -e.code().value()
+             : -ECANCELED;
+    reason = strf("threw %s", e.what());
   } catch (const std::exception& e) {
     rc = -ECANCELED;
     reason = strf("threw %s", e.what());
