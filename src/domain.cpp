@@ -38,6 +38,30 @@ void check_construction(unsigned possible_cpus, unsigned online_cpus) {
                                      online_cpus, possible_cpus));
 }
 
+// CPUs 0..n-1 of a mask of `capacity`, after the counts are checked.
+CpuMask first_cpus(unsigned capacity, unsigned n, unsigned online) {
+  check_construction(capacity, online);
+  CpuMask mask(capacity);
+  for (unsigned cpu = 0; cpu < n; ++cpu) mask.set(cpu);
+  return mask;
+}
+
+void check_masks(const CpuMask& possible, const CpuMask& online) {
+  if (online.capacity() != possible.capacity())
+    throw std::invalid_argument(
+        strf("cpuhp::Domain: online mask capacity %u differs from "
+             "possible mask capacity %u",
+             online.capacity(), possible.capacity()));
+  if (online.empty()) throw std::invalid_argument("cpuhp::Domain: no CPU online");
+  if (!online.is_subset_of(possible)) {
+    CpuMask extra = online;
+    extra.and_not(possible);
+    throw std::invalid_argument(
+        strf("cpuhp::Domain: online CPUs %s are not possible (%s)",
+             extra.to_string().c_str(), possible.to_string().c_str()));
+  }
+}
+
 }  // namespace
 
 // ------------------------------------------------------------ construction
@@ -81,14 +105,16 @@ Domain::Impl::Impl(Domain& domain) : d(domain), cpu_state(domain.capacity()) {
 }
 
 Domain::Domain(unsigned possible_cpus, unsigned online_cpus)
-    : possible_((check_construction(possible_cpus, online_cpus), possible_cpus)),
-      present_(possible_cpus),
-      online_(possible_cpus),
-      active_(possible_cpus),
+    : Domain(first_cpus(possible_cpus, possible_cpus, online_cpus),
+             first_cpus(possible_cpus, online_cpus, online_cpus)) {}
+
+Domain::Domain(const CpuMask& possible, const CpuMask& online)
+    : possible_((check_masks(possible, online), possible)),
+      present_(possible),
+      online_(possible.capacity()),
+      active_(possible.capacity()),
       impl_(std::make_unique<Impl>(*this)) {
-  possible_.set_all();
-  present_.set_all();
-  for (unsigned cpu = 0; cpu < online_cpus; ++cpu) {
+  for (unsigned cpu : online) {
     online_.set(cpu);
     active_.set(cpu);
     impl_->cpu_state[cpu].store(kStateOnline, std::memory_order_relaxed);
@@ -396,6 +422,9 @@ Status Domain::set_present(unsigned cpu, bool present) {
   WritersLock lock(*impl_, "set_present()");
   if (!lock.status()) return lock.status();
   if (Status s = impl_->check_cpu(cpu); !s) return s;
+  if (!possible_.test(cpu))
+    return Error(Errc::kNotPresent, strf("CPU %u is not possible (possible: %s)", cpu,
+                                         possible_.to_string().c_str()));
   const StateId state = impl_->cpu_state[cpu].load(std::memory_order_relaxed);
   if (!present && state != kStateOffline)
     return Error(Errc::kBusy,

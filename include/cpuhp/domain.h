@@ -57,6 +57,11 @@ class Domain {
   // Throws std::invalid_argument if possible_cpus is not in 1..kMaxCpus or
   // online_cpus is not in 1..possible_cpus.
   Domain(unsigned possible_cpus, unsigned online_cpus);
+  // Sparse ids, as on real machines: capacity is possible.capacity(), only
+  // the CPUs in `possible` exist (and start present), `online` start online.
+  // Throws std::invalid_argument unless online is non-empty, online ⊆ possible
+  // and both masks have the same capacity.
+  Domain(const CpuMask& possible, const CpuMask& online);
   ~Domain();  // precondition: no other call in progress
   Domain(const Domain&) = delete;
   Domain& operator=(const Domain&) = delete;

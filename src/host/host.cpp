@@ -487,7 +487,7 @@ Result<std::unique_ptr<HostCpus>> HostCpus::create(HostOptions options) {
              snap->cpuset_files.empty() ? "" : " from ",
              snap->cpuset_files.empty() ? "" : snap->cpuset_files[0].c_str()));
   im.possible = snap->possible;
-  im.domain = std::make_unique<Domain>(snap->capacity, 1);
+  im.domain = std::make_unique<Domain>(snap->possible, snap->wanted);
   im.domain->set_host_bound(im.opt.host_bound.value_or(is_real_root(im.opt.root)));
   im.reported_failure.assign(snap->capacity, 0);
   Impl::Trigger initial;

@@ -1032,7 +1032,8 @@ TEST(DomainMisuse, SetObserverUnderHotplugReadLockWithWriterQueuedReturns) {
     writer.join();
     d->set_observer(nullptr);
   };
-  EXPECT_TRUE(ReturnsWithin(body, 3s)) << "Domain::set_observer() under the hotplug read lock";
+  EXPECT_TRUE(ReturnsWithin(body, 3s))
+      << "Domain::set_observer() under the hotplug read lock";
 }
 
 TEST(DomainMisuse, DisableHotplugInsideRegisterBeginScopeReturns) {
@@ -1045,6 +1046,46 @@ TEST(DomainMisuse, DisableHotplugInsideRegisterBeginScopeReturns) {
   };
   EXPECT_TRUE(ReturnsWithin(body, 3s))
       << "Domain::disable_hotplug()/enable_hotplug() inside a register_begin() scope";
+}
+
+}  // namespace
+}  // namespace cpuhp
+
+namespace cpuhp {
+namespace {
+
+// Real machines can have holes in their CPU ids (possible "0-3,8-11").
+TEST(DomainSparse, OnlyPossibleCpusExist) {
+  auto possible = CpuMask::parse("0-3,8-11", 12);
+  auto online = CpuMask::parse("0,2,9", 12);
+  ASSERT_TRUE(possible.ok() && online.ok());
+  Domain d(*possible, *online);
+  EXPECT_EQ(d.capacity(), 12u);
+  EXPECT_EQ(d.possible().to_string(), "0-3,8-11");
+  EXPECT_EQ(d.present().to_string(), "0-3,8-11");
+  EXPECT_EQ(d.online().to_string(), "0,2,9");
+  EXPECT_EQ(d.active().to_string(), "0,2,9");
+  EXPECT_TRUE(d.up(10).ok());
+  Status hole = d.up(5);
+  ASSERT_FALSE(hole.ok());
+  EXPECT_EQ(hole.error().code(), Errc::kNotPresent);
+  Status add = d.set_present(5, true);
+  ASSERT_FALSE(add.ok());
+  EXPECT_EQ(add.error().code(), Errc::kNotPresent);
+  EXPECT_NE(add.error().message().find("CPU 5 is not possible"), std::string::npos);
+  EXPECT_EQ(d.present().to_string(), "0-3,8-11");
+}
+
+TEST(DomainSparse, BadMasksThrowNamingTheCpus) {
+  CpuMask possible = *CpuMask::parse("0-3", 8);
+  EXPECT_THROW(Domain(possible, *CpuMask::parse("", 8)), std::invalid_argument);
+  EXPECT_THROW(Domain(possible, *CpuMask::parse("0", 4)), std::invalid_argument);
+  try {
+    Domain d(possible, *CpuMask::parse("1,6-7", 8));
+    ADD_FAILURE() << "online CPUs outside possible accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("6-7"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
