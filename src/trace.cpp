@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "cpuhp/domain.h"
+#include "json.h"
 #include "strf.h"
 
 namespace cpuhp {
@@ -23,40 +24,7 @@ namespace {
 
 constexpr std::uint32_t kNoName = std::numeric_limits<std::uint32_t>::max();
 
-// A JSON string literal, quotes included.
-std::string json_string(const std::string& s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '"';
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          out += strf("\\u%04x", c);
-        } else {
-          out += ch;  // UTF-8 passes through unchanged
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
+using detail::json_string;
 
 // Microseconds since `base`, three decimals (nanosecond resolution).
 std::string micros(long long ns, long long base) {

@@ -11,27 +11,13 @@
 #include <string>
 
 #include "cpuhp/host.h"
+#include "json.h"
 
 namespace cpuhp::tool {
 
 namespace {
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
+using detail::json_string;
 
 void print_masks(const HostSnapshot& s, const std::string& root, bool json) {
   std::string files;

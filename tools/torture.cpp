@@ -40,6 +40,7 @@
 
 #include "cpuhp/domain.h"
 #include "cpuhp/rcu.h"
+#include "json.h"
 
 namespace cpuhp::tool {
 namespace {
@@ -54,24 +55,6 @@ constexpr auto kRelaxed = std::memory_order_relaxed;
   std::vsnprintf(buf, sizeof buf, fmt, args);
   va_end(args);
   return buf;
-}
-
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c < 0x20) {
-      out += format("\\u%04x", c);
-    } else {
-      out += ch;
-    }
-  }
-  return out;
 }
 
 double percentile(std::vector<double> v, double p) {
@@ -874,7 +857,7 @@ void print_json(const Torture& t, const Summary& s, unsigned online_at_start) {
   field("checks", checks + "}");
   std::string msgs = "[";
   for (const std::string& m : t.v.messages())
-    msgs += (msgs.size() > 1 ? ",\"" : "\"") + json_escape(m) + "\"";
+    msgs += (msgs.size() > 1 ? "," : "") + detail::json_string(m);
   field("first_violations", msgs + "]");
   field("ok", t.v.total() == 0 ? "true" : "false");
   out += "}\n";

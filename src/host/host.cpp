@@ -18,6 +18,7 @@
 #include <optional>
 #include <thread>
 
+#include "../json.h"
 #include "../strf.h"
 #include "sources.h"
 #include "uevent.h"
@@ -43,33 +44,6 @@ const char* to_string(HostCause cause) noexcept {
 
 namespace {
 
-void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          out += strf("\\u%04x", c);
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-}
-
 std::string list_or_none(const CpuMask& m) {
   return m.empty() ? std::string("(none)") : m.to_string();
 }
@@ -93,7 +67,7 @@ std::string to_json(const HostChange& c) {
            static_cast<long long>(c.latency_us));
   if (!c.error.empty()) {
     out += ",\"error\":";
-    append_json_string(out, c.error);
+    out += detail::json_string(c.error);
   }
   out += '}';
   return out;
