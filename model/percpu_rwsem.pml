@@ -4,8 +4,11 @@
  * Code: include/cpuhp/percpu_rwsem.h (lock_shared, unlock_shared: the fast
  * paths) and src/percpu_rwsem.cpp (lock_shared_slow, wake_writer,
  * enter_write_section, unlock, close_gate, schedule_gate_reopen,
- * reopen_gate_callback). The labels R1..R6 and W1..W7 below are the [R1]..[R6]
- * and [W1]..[W7] of those files.
+ * reopen_gate_callback). The labels R1..R6, W1..W4, W6 and W7 below are the
+ * [R1]..[R6], [W1]..[W4], [W6] and [W7] of the legend in percpu_rwsem.h and
+ * of the comments at those steps in both files. R6 and R6b are both [R6]
+ * (wake_writer()), reached from unlock_shared() and from the slow path's
+ * back-off: a Promela label may appear only once in a process.
  *
  * Processes: NR readers, one writer that enters the write section WITER times
  * (the second entry finds the gate still closed and takes the skip path of
@@ -32,13 +35,25 @@
  * Not modelled: nesting (a nested lock_shared never blocks), try_lock and
  * try_lock_shared, disown_shared, the writer's own read locks (writer_owner_),
  * slot claiming. The code has no [W5]; the wait for waiting_readers_ before
- * [W3] is unlabelled in both.
+ * [W3] and the reader's waiting_readers_ increment are unlabelled in both.
  *
  * Properties: mutual exclusion (the asserts in both critical sections); no
  * lost wake-up or deadlock (no invalid end state); writer progress (ltl
- * wprog, -DLIVE); reader fairness (-DREADER_FAIRNESS: a reader counted in
- * waiting_readers_ gets in before any writer that passes its
- * waiting_readers_ check after that).
+ * wprog, -DLIVE); reader fairness (-DREADER_FAIRNESS), checked where a reader
+ * that waited leaves the slow path. Writers are numbered in the order they
+ * pass their waiting_readers_ check (wcommit); the reader notes that number
+ * when it first finds block_ set (fb: the writer it found, which set block_),
+ * when it is counted in waiting_readers_ (qd) and when it backs off (bo):
+ *   (a) queued:  no writer numbered above qd has entered its section yet;
+ *   (b) stepped aside: none numbered above bo has (a reader is counted before
+ *       it lets go of its count and wakes the writer: the order of
+ *       lock_shared_slow(); MUTANT_COUNT_AFTER_WAKE is the old order);
+ *   (c) bounded overtaking: none numbered above fb + 1 has: a reader that
+ *       found a writer inside is overtaken by at most one more writer
+ *       (needs WITER >= 3 to say anything; check runs it with 3).
+ * The header's strong reading, "a reader that found a writer inside gets in
+ * before the writer after it" (none above fb), does not hold:
+ * -DREADER_FAIRNESS_FROM_BLOCK, refuted by spin; see model/README.md.
  *
  * Build flags:
  *   -DLIVE               readers and writer loop forever; check the ltl
@@ -47,10 +62,11 @@
  *                        reopens; every reader takes the fenced slow path
  *   -DVARIANT_REOPEN_NOW the writer reopens the gate at unlock, without the
  *                        grace period (a benign variant: still verifies)
- *   -DREADER_FAIRNESS    check reader fairness as stated above
- *   -DREADER_FAIRNESS_FROM_BLOCK  the stronger reading of the header's promise
- *                        (from the moment the reader sees block_ set): the
- *                        code does not keep it; see the README's findings
+ *   -DREADER_FAIRNESS    check reader fairness (a), (b), (c) as stated above
+ *   -DOVERTAKING_ONLY    with -DREADER_FAIRNESS: (c) only
+ *   -DREADER_FAIRNESS_FROM_BLOCK  the strong reading (none above fb): the
+ *                        code does not keep it (a limit, not a mutant)
+ *   -DWITER=n, -DNR=n, -DRITER=n  writer entries, readers, reader entries
  *   -DMUTANT_*           see the README; each one must be rejected
  */
 
@@ -156,6 +172,19 @@ inline membarrier() {
 
 /* --------------------------------------------------------------- readers */
 
+/* waiting_readers_.fetch_add(1), once per slow path (counted_as_waiting). */
+#ifdef FAIRNESS
+#define NOTE_QUEUED qd = wcommit
+#else
+#define NOTE_QUEUED skip
+#endif
+inline count_waiting(i) {
+  if
+  :: !counted -> atomic { waiting_readers++; NOTE_QUEUED }; counted = 1
+  :: else -> skip
+  fi
+}
+
 /* wake_writer(): [R6] fence, then wake the writer if it is waiting. */
 inline wake_writer(i) {
 #ifndef MUTANT_NO_WAKE_FENCE
@@ -170,7 +199,11 @@ inline wake_writer(i) {
 proctype Reader(byte i) {
   bit counted;
 #ifdef FAIRNESS
-  byte seen;                          /* writers committed when this reader started waiting */
+  /* wcommit (writers past their waiting_readers_ check so far) when this
+   * reader, in this slow path, first ... */
+  byte fb;                            /* ... found block_ set */
+  byte qd;                            /* ... was counted in waiting_readers_ */
+  byte bo;                            /* ... backed off (count = 0) */
 #endif
 #ifdef MUTANT_READ_GATE_FIRST
   byte g;
@@ -199,10 +232,10 @@ R2: if                                /* gate_.load(acquire) */
     /* ---- lock_shared_slow() ---- */
     counted = 0;
 #ifdef FAIRNESS
-    seen = 255;                       /* not waiting yet */
+    fb = 255; bo = 255; qd = 255;     /* not waiting yet */
 #endif
 #ifdef MUTANT_ANNOUNCE_FIRST
-    waiting_readers++; counted = 1;   /* counted before looking at block_ */
+    count_waiting(i);                 /* counted before looking at block_ */
 #endif
     do
     :: true ->
@@ -211,23 +244,26 @@ R5:    fence(i);
 #endif
        if
        :: block == 0 -> break
-#ifdef READER_FAIRNESS_FROM_BLOCK
-       :: atomic { block != 0 -> if :: seen == 255 -> seen = wcommit :: else -> skip fi } ->
+#ifdef FAIRNESS
+       :: atomic { block != 0 -> if :: fb == 255 -> fb = wcommit :: else -> skip fi } ->
 #else
        :: else ->
 #endif
-          store_count(i, 0);          /* back off: hold nothing while waiting */
-R6b:      wake_writer(i);
-          if
-          :: !counted ->
-#ifdef READER_FAIRNESS
-             atomic { waiting_readers++; seen = wcommit };
-#else
-             waiting_readers++;
+#ifndef MUTANT_COUNT_AFTER_WAKE
+          count_waiting(i);           /* counted before backing off (the code) */
 #endif
-             counted = 1
-          :: else -> skip
-          fi;
+#ifdef FAIRNESS
+          atomic {                    /* back off: hold nothing while waiting */
+            store_count(i, 0);
+            if :: bo == 255 -> bo = wcommit :: else -> skip fi
+          };
+#else
+          store_count(i, 0);          /* back off: hold nothing while waiting */
+#endif
+R6b:      wake_writer(i);
+#ifdef MUTANT_COUNT_AFTER_WAKE
+          count_waiting(i);           /* the old order: counted after the wake-up */
+#endif
 #ifndef MUTANT_RETRY_WITHOUT_WAIT
           block == 0;                 /* block_.wait(1) */
 #endif
@@ -236,11 +272,26 @@ R6b:      wake_writer(i);
     od;
     if
     :: counted ->
-#ifdef FAIRNESS
-       /* "readers that waited for one writer get in before the next writer":
-        * no writer that committed after this reader started waiting has
-        * entered its section yet. */
-       assert(seen == 255 || wcs_gen <= seen);
+#ifdef READER_FAIRNESS
+       /* (a) queued: no writer that passed its waiting_readers_ check after
+        *     this reader was counted in waiting_readers_ is in yet. */
+#ifndef OVERTAKING_ONLY
+       assert(wcs_gen <= qd);
+#endif
+       /* (b) stepped aside: no writer that passed its check after this
+        *     reader backed off (let go of its count for the writer in front)
+        *     is in yet. */
+#ifndef OVERTAKING_ONLY
+       assert(wcs_gen <= bo);
+#endif
+       /* (c) bounded overtaking: the reader found writer number fb inside
+        *     (block_ set); at most one more writer (fb + 1) gets in before
+        *     it. Needs WITER >= 3 to say anything. */
+       assert(wcs_gen <= fb + 1);
+#endif
+#ifdef READER_FAIRNESS_FROM_BLOCK
+       /* The strong reading: not even writer fb + 1 gets in first. */
+       assert(wcs_gen <= fb);
 #endif
        waiting_readers--              /* fetch_sub; notify_all at zero */
     :: else -> skip

@@ -4,7 +4,7 @@
  * Code: src/domain.cpp (bring_to, transition, run_up, run_down, the bringup
  * state's startup/teardown), src/registration.cpp (Impl::install,
  * Impl::uninstall, register_begin), src/notifier_chain.cpp
- * (install_notifier_states, notify_post_dead). Labels:
+ * (install_notifier_states, notify_post_dead, register_notifier). Labels:
  *   WL:  lock_writers()            the writers' lock (cpu_add_remove_lock)
  *   HPW: WriteLock hotplug(...)    the hotplug lock taken for writing
  *   PD:  notify_post_dead()        after HPW is dropped, WL still held
@@ -14,12 +14,25 @@
  * The state table is cut down to the states that matter here, in the order
  * of include/cpuhp/states.h:
  *   0 OFFLINE
- *   1 NPREP    kStateNotifyPrepare: UP_PREPARE / DEAD / UP_CANCELED
- *   2 PDYN     a dynamic PREPARE slot that setup_state() takes
+ *   1 PDYN     a dynamic PREPARE slot that setup_state() takes (user PREPARE
+ *              states, static and dynamic, all come before NPREP)
+ *   2 NPREP    kStateNotifyPrepare, the last PREPARE state:
+ *              UP_PREPARE / DEAD / UP_CANCELED
  *   3 BRINGUP  kStateBringup: sets / clears the online bit
  *   4 ODYN     a dynamic ONLINE slot that setup_state() takes
- *   5 NONLINE  kStateNotifyOnline: ONLINE / DOWN_PREPARE (no effect here)
+ *   5 NONLINE  kStateNotifyOnline: ONLINE / DOWN_PREPARE
  *   6 ACTIVE   kStateActive = kStateOnline
+ * NPREP is the only state between the PREPARE states and BRINGUP, so a CPU
+ * that is prepared for the notifiers but not online is a CPU at exactly NPREP
+ * (when no transition is running): "parked". Two refusals keep parked CPUs
+ * and registered notifiers apart:
+ *   bring_to(cpu, NPREP) while notifiers are registered: kBusy
+ *     (Domain::bring_to);
+ *   register_notifier() while some CPU is at NPREP: kBusy
+ *     (Domain::Impl::register_notifier).
+ * Other bring_to() refusals: target == current state (kAlreadyInState) is
+ * modelled; the last online CPU (kLastCpu) never applies (CPU 0 stays
+ * online), nor do the argument checks.
  *
  * Processes (all at once):
  *   Hotplug(1, ACTIVE)  Domain::up(1)
@@ -27,11 +40,19 @@
  *   Registrar(PDYN)     setup_state(kPrepare, ...), then remove_state()
  *   Registrar(ODYN)     setup_state(kOnline, ...), then remove_state()
  *   NbRegistrar         the 2014 idiom: register_begin(); for each online CPU
- *                       init(cpu); register_notifier(nb); done()
+ *                       init(cpu); register_notifier(nb); done() (if refused,
+ *                       free what it made); later, maybe, the same for
+ *                       unregistering: for each online CPU free(cpu);
+ *                       unregister_notifier(nb)
  *   Helper              a thread that takes the hotplug read lock when the
  *                       notifier's POST_DEAD callback asks it to (and the
  *                       callback waits for it: why POST_DEAD runs with the
  *                       hotplug lock dropped)
+ * With -DPARKED_CPU (once the finding FINDING_PARKED_CPU, now prevented by
+ * the two refusals) the two hotplug processes park CPUs instead:
+ *   Hotplug(1, NPREP)   bring_to(1, kStateNotifyPrepare), up from offline
+ *   Hotplug(2, NPREP)   bring_to(2, kStateNotifyPrepare), down from online
+ * and at the end (every other process done) init runs up(1) and down(2).
  * One startup of a registered state may fail (nondeterministically), in
  * setup_state or in up: the rollback paths run too.
  *
@@ -42,19 +63,21 @@
  *   - whenever a writer lets go of the writers' lock, and at the end, for
  *     each registered state S: started[S][cpu] == (S installed &&
  *     state[cpu] >= S): every CPU at or past S got exactly one startup;
- *   - at the end, the notifier's per-CPU data exists exactly for the CPUs at
- *     or past NPREP (it was told UP_PREPARE or found the CPU online at
- *     registration, and was not yet told POST_DEAD / UP_CANCELED);
- *   - the notifier is never told POST_DEAD (or UP_CANCELED) for a CPU it has
- *     no data for, nor UP_PREPARE for one it has;
+ *   - at the same points, for the notifier: it has per-CPU data exactly for
+ *     the CPUs at or past NPREP (what its events told it), and exactly for
+ *     the online CPUs (what the 2014 idiom walks under register_begin(), to
+ *     initialise at registration and to free at unregistration);
+ *   - the notifier is told UP_PREPARE only for a CPU it has no data for,
+ *     and UP_CANCELED, ONLINE, DOWN_PREPARE, DEAD, POST_DEAD only for one it
+ *     has data for;
  *   - no deadlock (no invalid end state).
  */
 
 #define NCPU 3
 
 #define OFFLINE 0
-#define NPREP   1
-#define PDYN    2
+#define PDYN    1
+#define NPREP   2
 #define BRINGUP 3
 #define ODYN    4
 #define NONLINE 5
@@ -68,6 +91,24 @@
 #define UP_CANCELED 2
 #define DEAD        3
 #define POST_DEAD   4
+#define ONLINE      5
+#define DOWN_PREP   6
+
+/* Domain::bring_to(): kBusy for a target of exactly kStateNotifyPrepare while
+ * notifiers are registered. */
+#ifdef MUTANT_ALLOW_PARK_WITH_NOTIFIERS
+#define PARK_REFUSED(target) 0
+#else
+#define PARK_REFUSED(target) ((target) == NPREP && nb_reg)
+#endif
+
+/* Domain::Impl::register_notifier(): kBusy while some CPU's state is
+ * kStateNotifyPrepare. */
+#ifdef MUTANT_REGISTER_WHILE_PARKED
+#define REGISTER_REFUSED 0
+#else
+#define REGISTER_REFUSED (st[0] == NPREP || st[1] == NPREP || st[2] == NPREP)
+#endif
 
 byte st[NCPU];                  /* cpu_state[] */
 bit  online[NCPU];              /* the online mask */
@@ -90,33 +131,31 @@ inline unlock_writers() { wl = 0 }
 inline lock_hp_write()  { atomic { hpw == 0 && hpr == 0 -> hpw = 1 } }
 inline unlock_hp_write(){ hpw = 0 }
 
-/* What must hold whenever a writer lets go of the writers' lock. */
+/* What must hold for CPU c whenever no writer holds the writers' lock. */
+inline check_cpu(c) {
+  assert(started[c] == (installed[PDYN] && st[c] >= PDYN));
+  assert(started[NCPU + c] == (installed[ODYN] && st[c] >= ODYN));
+  /* the notifier's data matches its events... */
+  assert(nbd[c] == (nb_reg && st[c] >= NPREP));
+  /* ...and the online mask the 2014 idiom walks */
+  assert(nbd[c] == (nb_reg && online[c]))
+}
+
+/* When a writer lets go of the writers' lock. */
 inline check_inv() {
   atomic {
     c = 0;
     do
-    :: c < NCPU ->
-       assert(started[c] == (installed[PDYN] && st[c] >= PDYN));
-       assert(started[NCPU + c] == (installed[ODYN] && st[c] >= ODYN));
-       c++
+    :: c < NCPU -> check_cpu(c); c++
     :: else -> c = 0; break
     od
   }
 }
 
-/* ...and at the end, for the notifier too. */
+/* ...and at the end. */
 inline check_final() {
-  atomic {
-    c = 0;
-    do
-    :: c < NCPU ->
-       assert(started[c] == (installed[PDYN] && st[c] >= PDYN));
-       assert(started[NCPU + c] == (installed[ODYN] && st[c] >= ODYN));
-       assert(nbd[c] == (nb_reg && st[c] >= NPREP));
-       c++
-    :: else -> c = 0; break
-    od
-  }
+  check_inv();
+  assert(wl == 0 && hpw == 0 && hpr == 0)
 }
 
 /* The notifier block's callback (the 2014 idiom): per-CPU data made at
@@ -126,7 +165,8 @@ inline nb_call(ev, cpu) {
   if
   :: ev == UP_PREPARE -> assert(!nbd[cpu]); nbd[cpu] = 1
   :: ev == UP_CANCELED -> assert(nbd[cpu]); nbd[cpu] = 0
-  :: ev == DEAD -> skip
+  :: ev == DEAD || ev == ONLINE || ev == DOWN_PREP ->
+     assert(nbd[cpu])           /* only for a CPU it knows */
   :: ev == POST_DEAD ->
      assert(nbd[cpu]);          /* POST_DEAD only for a CPU it knows */
      nbd[cpu] = 0;
@@ -160,7 +200,12 @@ inline invoke(s, cpu, up, rollback, ok) {
      :: !up -> assert(started[SIDX(s) * NCPU + cpu]); started[SIDX(s) * NCPU + cpu] = 0
      fi
   :: s == BRINGUP -> online[cpu] = up   /* teardown: clear + rcu_synchronize */
-  :: s == NONLINE || s == ACTIVE -> skip
+  :: s == NONLINE ->                     /* no veto here: no DOWN_FAILED */
+     if
+     :: up -> notify(ONLINE, cpu)
+     :: else -> notify(DOWN_PREP, cpu)
+     fi
+  :: s == ACTIVE -> skip
   fi
 }
 
@@ -231,14 +276,30 @@ PD:
 #endif
 }
 
-/* Domain::bring_to(cpu, target): up(1) and down(2). */
+/* Domain::bring_to(cpu, target), writers' lock held: refused (refused = 1)
+ * or transition(). */
+inline bring_to(cpu, target) {
+  if
+  :: st[cpu] == target -> refused = 1               /* kAlreadyInState */
+  :: st[cpu] != target && PARK_REFUSED(target) ->
+     refused = 1                                    /* kBusy */
+  :: else -> refused = 0; transition(cpu, target)
+  fi
+}
+
+/* up(1) and down(2), or with -DPARKED_CPU bring_to(1 and 2, NPREP). */
 proctype Hotplug(byte cpu; byte target) {
   byte from, s, t, c;
-  bit ok;
+  bit ok, refused;
 WL:
   lock_writers();
-  transition(cpu, target);
-#ifndef MUTANT_EARLY_WRITERS_UNLOCK
+  bring_to(cpu, target);
+#ifdef MUTANT_EARLY_WRITERS_UNLOCK
+  if
+  :: refused -> unlock_writers()
+  :: else -> skip              /* transition() unlocked */
+  fi
+#else
   check_inv();
   unlock_writers()
 #endif
@@ -317,7 +378,9 @@ INS:
 }
 
 /* register_begin(); for_each_online_cpu(cpu) init(cpu);
- * scope.register_notifier(nb); scope.done(); */
+ * scope.register_notifier(nb); scope.done();  and maybe later
+ * register_begin(); for_each_online_cpu(cpu) free(cpu);
+ * scope.unregister_notifier(nb); scope.done(); */
 proctype NbRegistrar() {
   byte cpu, c;
 WL:
@@ -332,9 +395,41 @@ WL:
      cpu++
   :: else -> break
   od;
-  nb_reg = 1;
+  if
+  :: REGISTER_REFUSED ->         /* kBusy: free what was made */
+     cpu = 0;
+     do
+     :: cpu < NCPU ->
+        if
+        :: online[cpu] -> nbd[cpu] = 0
+        :: else -> skip
+        fi;
+        cpu++
+     :: else -> break
+     od
+  :: else -> nb_reg = 1
+  fi;
   check_inv();
-  unlock_writers()
+  unlock_writers();
+
+  if
+  :: nb_reg ->
+     lock_writers();
+     cpu = 0;
+     do
+     :: cpu < NCPU ->
+        if
+        :: online[cpu] -> nbd[cpu] = 0
+        :: else -> skip
+        fi;
+        cpu++
+     :: else -> break
+     od;
+     nb_reg = 0;
+     check_inv();
+     unlock_writers()
+  :: true -> skip                /* stays registered */
+  fi
 }
 
 /* A thread the POST_DEAD callback waits for; it takes cpus_read_lock(). */
@@ -351,7 +446,7 @@ end:
 
 init {
   byte c, from, s, t;
-  bit ok;
+  bit ok, refused;
   atomic {
     installed[NPREP] = 1; installed[BRINGUP] = 1;
     installed[NONLINE] = 1; installed[ACTIVE] = 1;
@@ -359,11 +454,11 @@ init {
     st[1] = OFFLINE;
     st[2] = ACTIVE; online[2] = 1;
     run Helper();               /* first: the others can then end and go away */
-    run Hotplug(1, ACTIVE);
-#ifdef FINDING_PARKED_CPU
-    /* bring_to(2, PDYN): CPU 2 parked past UP_PREPARE, not online */
-    run Hotplug(2, PDYN);
+#ifdef PARKED_CPU
+    run Hotplug(1, NPREP);      /* parked on the way up */
+    run Hotplug(2, NPREP);      /* parked on the way down */
 #else
+    run Hotplug(1, ACTIVE);
     run Hotplug(2, OFFLINE);
 #endif
     run Registrar(PDYN);
@@ -372,11 +467,16 @@ init {
   };
   /* the end: every process but Helper has finished */
   (_nr_pr == 2);            /* init and Helper */
-#ifdef FINDING_PARKED_CPU
+#ifdef PARKED_CPU
+  /* up(1), down(2): events for parked CPUs, if the notifier is still on */
   lock_writers();
-  transition(2, OFFLINE);      /* down(2) after the notifier is on */
+  bring_to(1, ACTIVE);
+  check_inv();
+  unlock_writers();
+  lock_writers();
+  bring_to(2, OFFLINE);
+  check_inv();
   unlock_writers();
 #endif
-  check_final();
-  assert(wl == 0 && hpw == 0 && hpr == 0)
+  check_final()
 }

@@ -67,10 +67,14 @@ void PercpuRwSemaphore::lock_shared_slow(detail::ReaderSlot* slot) {
     // The writer's own thread (a hotplug callback) reads what it writes.
     if (writer_owner_.load(std::memory_order_relaxed) == this_thread_token()) break;
     if (!counted_as_waiting) {
-      // Counted before backing off: the wake-up below may hand the CPU to the
-      // writer, and the next writer waits for this count to drain before
-      // [W3]. So a reader that found a writer inside gets in before the one
-      // after it (model/percpu_rwsem.pml, reader fairness).
+      // Counted before backing off, so the wake-up below cannot hand the CPU
+      // to a writer that then overtakes us: the next writer waits for this
+      // count to drain before [W3]. Between our load of block_ and this
+      // increment our slot count is still 1, so the next writer waits at [W4]
+      // until we are counted. A reader that found a writer inside is thus
+      // overtaken by at most one more writer (model/percpu_rwsem.pml: READER_
+      // FAIRNESS verifies; the stronger "none" is refuted, and needs a
+      // waiter queue as the kernel has).
       waiting_readers_.fetch_add(1, std::memory_order_relaxed);
       counted_as_waiting = true;
     }

@@ -15,9 +15,9 @@
 //   lock() / unlock()                any thread not holding a read lock of
 //       this semaphore. Writers are serialised. A writer waits for every read
 //       section that started before it to end; read sections that start while
-//       it is queued or inside wait for it (writers do not starve), and
-//       readers that waited for one writer get in before the next writer
-//       (readers do not starve either).
+//       it is queued or inside wait for it (writers do not starve), and a
+//       reader that found a writer inside is overtaken by at most one more
+//       writer (readers do not starve either; model/percpu_rwsem.pml).
 //   try_lock_shared() / try_lock()   never block on the other side; try_lock()
 //       on a thread holding a read lock simply fails.
 //   disown_shared() / unlock_disowned_shared()

@@ -1,7 +1,9 @@
 // Runs model/check: the Promela models of the hotplug lock, of registration
-// against hotplug and of the RCU online mask must verify with spin, and every
-// mutant must be rejected. Skipped (not failed) where spin or a C compiler is
-// missing: model/check exits 77 then.
+// against hotplug and of the RCU online mask must verify with spin, every
+// mutant must be rejected by the property meant to catch it, every "limit"
+// (a stronger property the code is documented not to keep) must be refuted,
+// and no finding may have gone stale. Skipped (not failed) where spin or a C
+// compiler is missing: model/check exits 77 then.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 

@@ -429,7 +429,7 @@ TEST(NotifierRefusal, ThrowingNotifierRefuses) {
 
 // A CPU stopped at notify:prepare has had UP_PREPARE but is not online, which
 // the register_begin() idiom (initialise the online CPUs) cannot see; the
-// model (model/registration.pml, FINDING_PARKED_CPU) found it. Both orders of
+// model (model/registration.pml, registration[parked_cpu]) found it. Both orders of
 // parking and registering are refused, nothing changed.
 TEST(NotifierErrors, ParkingAtNotifyPrepareAndRegisteringExcludeEachOther) {
   Domain d(4, 2);
