@@ -21,49 +21,18 @@
 #include <vector>
 
 #include "cpuhp/domain.h"
+#include "support/status_matchers.h"
 
 namespace cpuhp {
 namespace {
 
+using testing_support::Fails;
+using testing_support::state_of;
+using testing_support::Succeeds;
+
 using namespace std::chrono_literals;
 
 // ------------------------------------------------------------------ helpers
-
-std::string errc_name(Errc e) {
-  std::ostringstream os;
-  os << static_cast<int>(e) << " (" << make_error_code(e).message() << ")";
-  return os.str();
-}
-
-template <class R>
-testing::AssertionResult Fails(const R& r, Errc code,
-                               const std::vector<std::string>& needles = {}) {
-  if (r.ok())
-    return testing::AssertionFailure()
-           << "the call succeeded; expected error " << errc_name(code);
-  const Error& e = r.error();
-  if (e.code() != code)
-    return testing::AssertionFailure() << "error " << errc_name(e.code()) << ", expected "
-                                       << errc_name(code) << "; message: " << e.message();
-  for (const std::string& n : needles)
-    if (e.message().find(n) == std::string::npos)
-      return testing::AssertionFailure()
-             << "message \"" << e.message() << "\" does not mention \"" << n << "\"";
-  return testing::AssertionSuccess() << e.message();
-}
-
-template <class R>
-testing::AssertionResult Succeeds(const R& r) {
-  if (r.ok()) return testing::AssertionSuccess();
-  return testing::AssertionFailure()
-         << "error " << errc_name(r.error().code()) << ": " << r.error().message();
-}
-
-StateId state_of(const Domain& d, unsigned cpu) {
-  Result<StateId> r = d.cpu_state(cpu);
-  EXPECT_TRUE(r.ok());
-  return r.ok() ? *r : -1;
-}
 
 std::string masks(const Domain& d) {
   std::string s = "present=" + d.present().to_string() +
