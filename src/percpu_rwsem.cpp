@@ -86,6 +86,8 @@ void PercpuRwSemaphore::lock_shared_slow(detail::ReaderSlot* slot) {
     block_.wait(1, std::memory_order_acquire);
     slot->count.store(1, std::memory_order_relaxed);  // [R1] again
   }
+  // The RMW (a locked instruction) also orders the decrement before
+  // notify_all()'s load of the futex waiter count; see open_block().
   if (counted_as_waiting && waiting_readers_.fetch_sub(1, std::memory_order_relaxed) == 1)
     waiting_readers_.notify_all();
 }
@@ -178,8 +180,7 @@ bool PercpuRwSemaphore::enter_write_section(bool wait) {
     if (!wait) {
       writer_waiting_.store(false, std::memory_order_relaxed);
       writer_owner_.store(nullptr, std::memory_order_relaxed);
-      block_.store(0, std::memory_order_release);  // as [W7]
-      block_.notify_all();
+      open_block();  // as [W7]
       schedule_gate_reopen();
       writer_mutex_.unlock();
       return false;
@@ -194,12 +195,22 @@ void PercpuRwSemaphore::unlock() {
   if (!held_exclusive_by_this_thread())
     die("unlock() by a thread that does not hold the write lock");
   writer_owner_.store(nullptr, std::memory_order_relaxed);
-  // [W7] Release: pairs with the acquire load of block_ in the readers' slow
-  // path, so the write section happens-before their read sections.
-  block_.store(0, std::memory_order_release);
-  block_.notify_all();
+  open_block();  // [W7]
   schedule_gate_reopen();
   writer_mutex_.unlock();
+}
+
+void PercpuRwSemaphore::open_block() {
+  // [W7] An exchange, not a release store: besides pairing (release) with the
+  // acquire load of block_ in the readers' slow path, so that the write
+  // section happens-before their read sections, it must be ordered before
+  // notify_all()'s load of the futex waiter count. libstdc++ skips the wake
+  // when that count reads zero; a plain store could still sit in this CPU's
+  // store buffer while a reader counts itself in, sees block_ still 1 and
+  // sleeps for good (store->load reordering; found by the contended writer
+  // benchmark). The locked exchange is a full barrier.
+  block_.exchange(0, std::memory_order_seq_cst);
+  block_.notify_all();
 }
 
 // ------------------------------------------------------ gate (rcu_sync)

@@ -151,6 +151,7 @@ class PercpuRwSemaphore {
   bool enter_write_section(bool wait_for_readers);
   void close_gate();            // rcu_sync_enter
   void schedule_gate_reopen();  // rcu_sync_exit
+  void open_block();            // [W7]: readers may enter again; wakes them
   void queue_gate_reopen();     // after a grace period: reopen_gate_callback()
   void reopen_gate_callback();
 

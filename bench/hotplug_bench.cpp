@@ -1,0 +1,94 @@
+// Hotplug core figures (BENCHMARKS.md):
+//
+//   BM_HotplugCycle/<states>   one CPU down and up again, with <states>
+//                              registered ONLINE states (trivial callbacks)
+//                              and two threads hammering the hotplug read lock.
+//   BM_SetupState/<cpus>       install a state whose startup runs on <cpus>
+//                              online CPUs, then remove it (teardowns too).
+//   BM_OnlineWalk_rcu/<cpus>   walk the online mask under an RCU read guard...
+//   BM_OnlineWalk_plain/<cpus> ...and a plain, non-atomic bitmap of the same size.
+#include <benchmark/benchmark.h>
+
+#include <bit>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bench_readers.h"
+#include "cpuhp/domain.h"
+#include "cpuhp/rcu.h"
+
+namespace {
+
+int trivial(unsigned) { return 0; }
+
+void BM_HotplugCycle(benchmark::State& state) {
+  cpuhp::Domain d(64, 64);
+  for (int i = 0; i < state.range(0); ++i) {
+    auto id = d.setup_state(cpuhp::Section::kOnline, "bench:" + std::to_string(i),
+                            trivial, trivial);
+    if (!id.ok()) state.SkipWithError(id.error().message().c_str());
+  }
+  cpuhp_bench::HammeringReaders readers(d.hotplug_lock(), 2);
+  for (auto _ : state) {
+    if (!d.down(63).ok() || !d.up(63).ok()) state.SkipWithError("hotplug cycle failed");
+  }
+  state.counters["cycles_per_s"] = benchmark::Counter(
+      static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_HotplugCycle)->Arg(1)->Arg(16)->Arg(64)->UseRealTime()->MinTime(0.5);
+
+void BM_SetupState(benchmark::State& state) {
+  const auto cpus = static_cast<unsigned>(state.range(0));
+  cpuhp::Domain d(cpus, cpus);
+  std::vector<std::uint64_t> per_cpu(cpus);
+  for (auto _ : state) {
+    auto id = d.setup_state(
+        cpuhp::Section::kOnline, "bench:setup",
+        [&per_cpu](unsigned cpu) {
+          ++per_cpu[cpu];
+          return 0;
+        },
+        nullptr);
+    if (!id.ok()) state.SkipWithError(id.error().message().c_str());
+    state.PauseTiming();
+    (void)d.remove_state(*id);
+    state.ResumeTiming();
+  }
+  benchmark::DoNotOptimize(per_cpu.data());
+}
+BENCHMARK(BM_SetupState)
+    ->Arg(64)
+    ->Arg(1024)
+    ->Arg(8192)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+void BM_OnlineWalk_rcu(benchmark::State& state) {
+  const auto cpus = static_cast<unsigned>(state.range(0));
+  cpuhp::Domain d(cpus, cpus);
+  for (unsigned cpu = 1; cpu < cpus; cpu += 3) (void)d.down(cpu);  // a sparse mask
+  for (auto _ : state) {
+    cpuhp::rcu::ReadGuard guard;
+    unsigned sum = 0;
+    for (unsigned cpu : d.online()) sum += cpu;
+    benchmark::DoNotOptimize(sum);
+  }
+}
+BENCHMARK(BM_OnlineWalk_rcu)->Arg(64)->Arg(1024)->Arg(8192);
+
+void BM_OnlineWalk_plain(benchmark::State& state) {
+  const auto cpus = static_cast<unsigned>(state.range(0));
+  std::vector<std::uint64_t> bits((cpus + 63) / 64, ~0ULL);
+  for (unsigned cpu = 1; cpu < cpus; cpu += 3) bits[cpu / 64] &= ~(1ULL << (cpu % 64));
+  for (auto _ : state) {
+    unsigned sum = 0;
+    for (std::size_t w = 0; w < bits.size(); ++w)
+      for (std::uint64_t word = bits[w]; word != 0; word &= word - 1)
+        sum += static_cast<unsigned>(w * 64 + std::countr_zero(word));
+    benchmark::DoNotOptimize(sum);
+  }
+}
+BENCHMARK(BM_OnlineWalk_plain)->Arg(64)->Arg(1024)->Arg(8192);
+
+}  // namespace
