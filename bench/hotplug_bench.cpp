@@ -24,9 +24,13 @@ int trivial(unsigned) { return 0; }
 
 void BM_HotplugCycle(benchmark::State& state) {
   cpuhp::Domain d(64, 64);
+  // The 40 dynamic ONLINE slots first, then static ones.
+  const int dyn = cpuhp::kStateOnlineDynEnd - cpuhp::kStateOnlineDyn + 1;
   for (int i = 0; i < state.range(0); ++i) {
-    auto id = d.setup_state(cpuhp::Section::kOnline, "bench:" + std::to_string(i),
-                            trivial, trivial);
+    const std::string name = "bench:" + std::to_string(i);
+    auto id = i < dyn ? d.setup_state(cpuhp::Section::kOnline, name, trivial, trivial)
+                      : d.setup_state_at(cpuhp::kStateOnlineFirst + (i - dyn), name,
+                                         trivial, trivial);
     if (!id.ok()) state.SkipWithError(id.error().message().c_str());
   }
   cpuhp_bench::HammeringReaders readers(d.hotplug_lock(), 2);
