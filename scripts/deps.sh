@@ -9,6 +9,8 @@ packages=(
   libgtest-dev libbenchmark-dev    # tests, benchmarks
   libck-dev                        # ck_brlock, a benchmark peer
   libcli11-dev                     # the cpuhp tool's argument parser
+  spin                             # model/check: the Promela models
+  clang libclang-rt-14-dev         # fuzz/run: libFuzzer targets
 )
 
 missing=()
