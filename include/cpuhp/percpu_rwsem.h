@@ -149,10 +149,11 @@ class PercpuRwSemaphore {
   [[noreturn]] void unlock_without_hold();
   void wake_writer();
   bool enter_write_section(bool wait_for_readers);
-  void close_gate();            // rcu_sync_enter
-  void schedule_gate_reopen();  // rcu_sync_exit
-  void open_block();            // [W7]: readers may enter again; wakes them
-  void queue_gate_reopen();     // after a grace period: reopen_gate_callback()
+  bool readers_drain_soon() const;  // [W4]: a bounded spin before sleeping
+  void close_gate();                // rcu_sync_enter
+  void schedule_gate_reopen();      // rcu_sync_exit
+  void open_block();                // [W7]: readers may enter again; wakes them
+  void queue_gate_reopen();         // after a grace period: reopen_gate_callback()
   void reopen_gate_callback();
 
   detail::ReaderSlotTable slots_;
