@@ -46,6 +46,7 @@
 #include "cpuhp/percpu.h"
 #include "cpuhp/percpu_counter.h"
 #include "cpuhp/rcu.h"
+#include "support/stress.h"
 
 namespace cpuhp {
 namespace {
@@ -57,34 +58,9 @@ constexpr unsigned kCpus = 16;
 constexpr std::uint64_t kAlive = 0x5AFE5AFE5AFE5AFEull;
 constexpr std::uint64_t kPoison = 0xDEADBEEFDEADBEEFull;
 
-double stress_seconds() {
-  if (const char* s = std::getenv("CPUHP_STRESS_SECONDS")) {
-    char* end = nullptr;
-    const double v = std::strtod(s, &end);
-    if (end != s && v > 0) return v;
-  }
-  return 2.0;
-}
+double stress_seconds() { return testing_support::stress_seconds(2.0); }
 
-class Violations {
- public:
-  void add(const std::string& what) {
-    if (count_.fetch_add(1) < 10) {
-      std::lock_guard g(mu_);
-      first_ += what + "\n";
-    }
-  }
-  long count() const { return count_.load(); }
-  std::string first() const {
-    std::lock_guard g(mu_);
-    return first_;
-  }
-
- private:
-  std::atomic<long> count_{0};
-  mutable std::mutex mu_;
-  std::string first_;
-};
+using testing_support::Violations;
 
 std::atomic<long> g_live{0};
 

@@ -36,6 +36,7 @@
 
 #include "cpuhp/domain.h"
 #include "cpuhp/percpu_threads.h"
+#include "support/stress.h"
 
 namespace cpuhp {
 namespace {
@@ -45,35 +46,9 @@ using Clock = std::chrono::steady_clock;
 
 constexpr unsigned kCpus = 16;
 
-double stress_seconds() {
-  if (const char* s = std::getenv("CPUHP_STRESS_SECONDS")) {
-    char* end = nullptr;
-    const double v = std::strtod(s, &end);
-    if (end != s && v > 0) return v;
-  }
-  return 2.0;
-}
+double stress_seconds() { return testing_support::stress_seconds(2.0); }
 
-// First few violations, with a total count.
-class Violations {
- public:
-  void add(const std::string& what) {
-    if (count_.fetch_add(1) < 10) {
-      std::lock_guard g(mu_);
-      first_ += what + "\n";
-    }
-  }
-  long count() const { return count_.load(); }
-  std::string first() const {
-    std::lock_guard g(mu_);
-    return first_;
-  }
-
- private:
-  std::atomic<long> count_{0};
-  mutable std::mutex mu_;
-  std::string first_;
-};
+using testing_support::Violations;
 
 int threads_named(const std::string& prefix) {
   int n = 0;
