@@ -175,6 +175,15 @@ struct UeventSource {
   std::int32_t pid = 0;
   std::uint32_t uid = 0;
   std::uint32_t gid = 0;
+
+  // What the kernel's own uevents carry: multicast group 1, credentials of
+  // pid 0, uid 0, gid 0 (for deliver_uevent() in tests and replays).
+  static UeventSource kernel() {
+    UeventSource s;
+    s.nl_groups = 1;
+    s.has_credentials = true;
+    return s;
+  }
 };
 enum class UeventVerdict {
   kAccepted,  // from the kernel, about /devices/system/cpu/cpuN

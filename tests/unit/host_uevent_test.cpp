@@ -54,17 +54,6 @@ std::string lit(const char (&s)[N]) {
   return std::string(s, N - 1);
 }
 
-UeventSource kernel_source() {
-  UeventSource s;
-  s.nl_pid = 0;
-  s.nl_groups = 1;
-  s.has_credentials = true;
-  s.pid = 0;
-  s.uid = 0;
-  s.gid = 0;
-  return s;
-}
-
 // ------------------------------------------------------------------ parser
 
 TEST(ParseCpuUevent, EveryActionOfACpu) {
@@ -201,35 +190,36 @@ TEST(ParseCpuUevent, RandomBytesNeverCrash) {
 
 TEST(CheckUevent, OnlyTheKernelIsTrusted) {
   const std::string d = kernel_datagram("offline", "/devices/system/cpu/cpu1");
-  auto ok = check_uevent(d, kernel_source());
+  auto ok = check_uevent(d, UeventSource::kernel());
   EXPECT_EQ(ok.verdict, UeventVerdict::kAccepted);
   ASSERT_TRUE(ok.event.has_value());
   EXPECT_EQ(ok.event->cpu, 1u);
 
-  UeventSource s = kernel_source();
+  UeventSource s = UeventSource::kernel();
   s.nl_pid = 4242;  // a user-space socket's port id
   EXPECT_EQ(check_uevent(d, s).verdict, UeventVerdict::kForged);
-  s = kernel_source();
+  s = UeventSource::kernel();
   s.has_credentials = false;  // no SCM_CREDENTIALS: cannot tell
   EXPECT_EQ(check_uevent(d, s).verdict, UeventVerdict::kForged);
-  s = kernel_source();
+  s = UeventSource::kernel();
   s.pid = 1234;  // a process sent it, even as root
   EXPECT_EQ(check_uevent(d, s).verdict, UeventVerdict::kForged);
-  s = kernel_source();
+  s = UeventSource::kernel();
   s.uid = 1000;
   EXPECT_EQ(check_uevent(d, s).verdict, UeventVerdict::kForged);
   EXPECT_FALSE(check_uevent(d, s).event.has_value());
 }
 
 TEST(CheckUevent, KernelDatagramsAboutOtherThingsAreIgnored) {
-  EXPECT_EQ(
-      check_uevent(kernel_datagram("add", "/devices/virtual/net/lo"), kernel_source())
-          .verdict,
-      UeventVerdict::kIgnored);
-  EXPECT_EQ(check_uevent("garbage", kernel_source()).verdict, UeventVerdict::kIgnored);
+  EXPECT_EQ(check_uevent(kernel_datagram("add", "/devices/virtual/net/lo"),
+                         UeventSource::kernel())
+                .verdict,
+            UeventVerdict::kIgnored);
+  EXPECT_EQ(check_uevent("garbage", UeventSource::kernel()).verdict,
+            UeventVerdict::kIgnored);
   // A truncated datagram is never trusted to say anything.
   EXPECT_EQ(check_uevent(kernel_datagram("offline", "/devices/system/cpu/cpu1"),
-                         kernel_source(), /*truncated=*/true)
+                         UeventSource::kernel(), /*truncated=*/true)
                 .verdict,
             UeventVerdict::kIgnored);
 }
@@ -298,7 +288,7 @@ TEST(ForgedUevent, DeliveredDatagramsGoThroughTheSameCheck) {
   opt.follow = false;
   auto host = HostCpus::create(opt);
   ASSERT_TRUE(host.ok()) << host.error().message();
-  UeventSource forged = kernel_source();
+  UeventSource forged = UeventSource::kernel();
   forged.nl_pid = static_cast<std::uint32_t>(::getpid());
   forged.pid = ::getpid();
   auto v = (*host)->deliver_uevent(kernel_datagram("offline", "/devices/system/cpu/cpu0"),
@@ -307,12 +297,12 @@ TEST(ForgedUevent, DeliveredDatagramsGoThroughTheSameCheck) {
   EXPECT_EQ(*v, UeventVerdict::kForged);
   EXPECT_EQ((*host)->stats().uevents_forged, 1u);
   EXPECT_EQ((*host)->stats().recomputations, 0u);
-  v = (*host)->deliver_uevent("add@/devices/virtual/net/lo", kernel_source());
+  v = (*host)->deliver_uevent("add@/devices/virtual/net/lo", UeventSource::kernel());
   ASSERT_TRUE(v.ok());
   EXPECT_EQ(*v, UeventVerdict::kIgnored);
   EXPECT_EQ((*host)->stats().recomputations, 0u);
   v = (*host)->deliver_uevent(kernel_datagram("online", "/devices/system/cpu/cpu0"),
-                              kernel_source());
+                              UeventSource::kernel());
   ASSERT_TRUE(v.ok()) << v.error().message();
   EXPECT_EQ(*v, UeventVerdict::kAccepted);
   EXPECT_EQ((*host)->stats().recomputations, 1u);
