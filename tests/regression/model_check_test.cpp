@@ -5,68 +5,24 @@
 // and no finding may have gone stale. Skipped (not failed) where spin or a C
 // compiler is missing: model/check exits 77 then.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
 #include <cstdio>
-#include <cstdlib>
-#include <filesystem>
 #include <string>
+
+#include "support/run_script.h"
 
 namespace {
 
-namespace fs = std::filesystem;
-
-// model/check in the source tree: CPUHP_MODEL_CHECK if set, else found from
-// this file's path (absolute in CMake builds): tests/regression/ -> ../../model.
-fs::path model_check_script() {
-  if (const char* env = std::getenv("CPUHP_MODEL_CHECK"); env != nullptr && *env != '\0')
-    return env;
-  return fs::path(__FILE__).parent_path().parent_path().parent_path() / "model" / "check";
-}
-
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'')
-      out += "'\\''";
-    else
-      out += c;
-  }
-  return out + "'";
-}
-
-struct RunResult {
-  int exit_code = -1;
-  std::string output;
-};
-
-RunResult run_capturing(const std::string& command) {
-  RunResult result;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) {
-    result.output = "popen failed";
-    return result;
-  }
-  std::array<char, 4096> buffer{};
-  while (std::fgets(buffer.data(), static_cast<int>(buffer.size()), pipe) != nullptr)
-    result.output += buffer.data();
-  const int status = ::pclose(pipe);
-  if (status != -1 && WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-  return result;
-}
+using cpuhp::testing_support::run_source_tree_script;
+using cpuhp::testing_support::RunResult;
 
 TEST(ModelCheck, EveryModelVerifiesAndEveryMutantIsCaught) {
-  const fs::path script = model_check_script();
-  ASSERT_TRUE(fs::exists(script))
-      << "model/check not found at " << script
-      << " (set CPUHP_MODEL_CHECK to its path if the sources moved)";
-  const RunResult r = run_capturing("bash " + shell_quote(script.string()));
+  const RunResult r = run_source_tree_script("CPUHP_MODEL_CHECK", "model/check");
   if (r.exit_code == 77) GTEST_SKIP() << r.output;
   EXPECT_EQ(r.exit_code, 0) << "model/check failed:\n" << r.output;
   // Something ran: one PASS line at least per model.
-  for (const char* model :
-       {"PASS model percpu_rwsem ", "PASS model registration ", "PASS model rcu_online_mask "})
+  for (const char* model : {"PASS model percpu_rwsem ", "PASS model registration ",
+                            "PASS model rcu_online_mask "})
     EXPECT_NE(r.output.find(model), std::string::npos)
         << "missing \"" << model << "\" in:\n"
         << r.output;
