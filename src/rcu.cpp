@@ -16,6 +16,8 @@
 #include <memory>
 #include <typeinfo>
 
+#include "fork.h"
+
 #ifdef CPUHP_RCU_TSAN
 // Exported by the TSAN runtime (GCC and clang) but not declared in
 // <sanitizer/tsan_interface.h>: ignore this thread's memory accesses, including
@@ -68,14 +70,16 @@ void unregister_current_thread() noexcept {
   if (!t_registered_by_us) return;  // the application registered it; it unregisters
   t_registered_by_us = false;
   g_registered.fetch_sub(1, std::memory_order_relaxed);
-  if (!URCU_TLS(urcu_memb_reader).registered) return;  // already unregistered directly
+  if (!URCU_TLS(urcu_memb_reader).registered) {
+    return cpuhp::detail::fork_forget_thread();  // already unregistered directly
+  }
   if (rcu_read_section_held()) {
     die("a thread is exiting inside an RCU read-side critical section "
         "(rcu_domain::lock() without unlock()); grace periods would wait for it "
         "forever or stop protecting it. Fix: balance every lock() with unlock() on the "
         "same thread, or use cpuhp::rcu::ReadGuard.");
   }
-  urcu_memb_unregister_thread();
+  cpuhp::detail::fork_safe_unregister_thread();
 }
 
 // Unregisters the thread when its thread_local objects are destroyed.
@@ -154,7 +158,7 @@ void register_current_thread() noexcept {
     t_registered_by_us = false;
     g_registered.fetch_sub(1, std::memory_order_relaxed);
   }
-  urcu_memb_register_thread();
+  cpuhp::detail::fork_safe_register_thread();
   t_registered_by_us = true;
   g_registered.fetch_add(1, std::memory_order_relaxed);
   switch (t_guard_state) {
@@ -190,7 +194,7 @@ void rcu_synchronize(rcu_domain& /*domain*/) noexcept {
   // Full memory ordering against every reader (see the contract): liburcu issues
   // membarrier(2) (or a fence) before and after waiting, pairing with the
   // compiler barriers in the readers' lock()/unlock().
-  urcu_memb_synchronize_rcu();
+  cpuhp::detail::fork_safe_synchronize_rcu();
 #ifdef CPUHP_RCU_TSAN
   __tsan_acquire(&detail::tsan_grace_token);  // pairs with the release in unlock()
 #endif
@@ -211,6 +215,7 @@ void rcu_call(Callback fn, rcu_domain& /*domain*/) noexcept {
   // before the callback: the enqueue is an atomic exchange (full barrier) on
   // the call_rcu queue tail, paired with the worker's dequeue, and the worker
   // then waits a full grace period before running the callback.
+  cpuhp::detail::ensure_call_rcu_worker();
   urcu_memb_call_rcu(reinterpret_cast<rcu_head*>(node), &run_callback);
 }
 

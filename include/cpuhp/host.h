@@ -108,6 +108,9 @@
 // the HostCpus stops and joins the follower first (the eventfd wakes it),
 // then destroys the Domain: objects registered on the domain must be gone
 // before.
+//
+// fork(): the child has no follower thread; it must not use or destroy an
+// inherited HostCpus (see cpuhp/rcu.h, "fork()").
 #pragma once
 
 #include <chrono>

@@ -94,6 +94,9 @@
 // kernel keeps 15 bytes: the name part is cut to fit, "/<cpu>" is always kept
 // (thread_name() computes it).
 //
+// fork(): the child has none of the workers; it must not use or destroy an
+// inherited PerCpuThreads (see cpuhp/rcu.h, "fork()").
+//
 // Pinning. If domain.host_bound() when a worker starts or is unparked, the
 // worker's affinity is set to exactly its CPU (pthread_setaffinity_np) on
 // every start and unpark: a real CPU that went offline broke the affinity.

@@ -78,6 +78,50 @@
 // period is also ordered before its end) but never misses an ordering RCU
 // promises.
 //
+// fork(). fork() without exec() in a process whose threads use cpuhp gives a
+// child in which cpuhp works (RCU, every Domain and PercpuRwSemaphore, the
+// default domain of cpuhp/kernel.h) and leaves the parent undisturbed. cpuhp
+// installs pthread_atfork handlers when the library is loaded. (posix_spawn(),
+// vfork(), system() and popen() run no handlers and need none.) In the child:
+//   Recreated: liburcu's call_rcu worker (signals blocked). Callbacks queued
+//     before fork() and not yet run are in both processes' queues; each runs
+//     them once on its own memory (an rcu_retire()d object is freed in both).
+//   Not recreated: PerCpuThreads workers and the HostCpus follower. An
+//     inherited PerCpuThreads or HostCpus object must not be used or destroyed
+//     in the child (leave it, exec or _exit()); create new ones if needed.
+//   Reset: RCU forgets the parent's other threads, so grace periods in the
+//     child never wait for threads that do not exist, even ones that were
+//     inside a read section at the fork.
+//   Kept as at fork(), and usable: every Domain's masks, states, notifiers and
+//     per-CPU data; lock gates; membarrier registration; the forking thread's
+//     own read sections, hotplug read holds and register_begin() scope.
+// Cost: fork() waits in the parent for the call_rcu worker to finish its batch
+// and pause (liburcu checks between batches, after a 10 ms nap: measured mean
+// 11 ms once callbacks have been used), and for grace periods and thread
+// (un)registrations other threads have under way; such operations starting
+// during the fork wait for it. So where a fork() may be under way, treat a
+// thread's first read section, first rcu_call() and exit like rcu_synchronize():
+// a read section must not wait for a thread doing one.
+// Preconditions (as for any mutex; breaking one can leave the child with a
+// lock nobody releases, never the parent): fork() is not called inside a read
+// section, from an RCU callback, or from a signal handler that interrupted
+// cpuhp's RCU on the same thread (checked: abort with a message); no other
+// thread holds a read or write lock of a PercpuRwSemaphore, or is inside a
+// hotplug operation or register_begin() scope, of a Domain the child uses; no
+// other thread is at that moment constructing or destroying a
+// PercpuRwSemaphore or Domain, or taking its first read lock of one or
+// exiting after holding one; no other thread registered with liburcu directly
+// and is still registered; the application does not also install liburcu's
+// own call_rcu fork handlers.
+//
+// Signals. Every thread cpuhp creates blocks every signal (the call_rcu worker,
+// PerCpuThreads workers, the HostCpus follower), so process-directed signals
+// reach application threads. (If the application had liburcu create the
+// call_rcu worker before cpuhp did, that worker has its creator's mask.) A
+// signal handler may take a read section (ReadGuard) on a thread that is
+// already registered (it took a read section or called rcu_call() before);
+// registration itself is not async-signal-safe.
+//
 // Linking: the inline read side refers to liburcu-memb's symbols, so users of
 // this header link liburcu-memb (pkg-config liburcu-memb; cpuhp's CMake
 // package and cpuhp.pc carry it) and must be rebuilt against a liburcu of the
