@@ -3,6 +3,7 @@
 // same labels name the steps of model/percpu_rwsem.pml.
 #include "cpuhp/percpu_rwsem.h"
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 
@@ -18,6 +19,39 @@ const void* this_thread_token() noexcept { return &tl_thread_token; }
 [[noreturn]] void die(const char* what) {
   std::fprintf(stderr, "cpuhp: PercpuRwSemaphore: %s\n", what);
   std::abort();
+}
+
+// Polls done() for a bounded time (kSpinBudget) before a wait sleeps; false if
+// it did not become true. Read and write sections are usually short, and a
+// futex sleep costs the sleeper a wake-up by another CPU: two context switches
+// and, if its CPU went idle, an IPI (tens of microseconds in a VM); a waiter
+// that sleeps while every CPU is busy also waits for a time slice
+// (milliseconds). Bounded in time, not in polls (a pause instruction takes 10
+// to 140 cycles depending on the CPU), so a long section costs its waiters
+// only the budget.
+#ifndef CPUHP_SPIN_BUDGET_US
+#define CPUHP_SPIN_BUDGET_US 50
+#endif
+constexpr auto kSpinBudget = std::chrono::microseconds(CPUHP_SPIN_BUDGET_US);
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+template <class Done>
+bool spin_briefly(Done done) noexcept {
+  const auto deadline = std::chrono::steady_clock::now() + kSpinBudget;
+  for (;;) {
+    for (int i = 0; i < 16; ++i) {  // the clock read (vDSO, ~20 ns) every 16 polls
+      cpu_relax();
+      if (done()) return true;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+  }
 }
 
 }  // namespace
@@ -83,7 +117,8 @@ void PercpuRwSemaphore::lock_shared_slow(detail::ReaderSlot* slot) {
     slot->count.store(0, std::memory_order_release);
     wake_writer();
     // Acquire: pairs with [W7]; wakes on the notify_all() that follows it.
-    block_.wait(1, std::memory_order_acquire);
+    if (!spin_briefly([this] { return block_.load(std::memory_order_acquire) == 0; }))
+      block_.wait(1, std::memory_order_acquire);
     slot->count.store(1, std::memory_order_relaxed);  // [R1] again
   }
   // The RMW (a locked instruction) also orders the decrement before
@@ -160,6 +195,9 @@ bool PercpuRwSemaphore::enter_write_section(bool wait) {
   close_gate();  // [W1] [W2]
   // Readers that waited for the previous writer get in before this one.
   for (std::uint32_t n; (n = waiting_readers_.load(std::memory_order_relaxed)) != 0;) {
+    if (spin_briefly(
+            [this] { return waiting_readers_.load(std::memory_order_relaxed) == 0; }))
+      break;
     if (!wait) {
       schedule_gate_reopen();
       writer_mutex_.unlock();
@@ -176,7 +214,7 @@ bool PercpuRwSemaphore::enter_write_section(bool wait) {
   for (;;) {  // [W4]
     // Acquire: pairs with the release increment in wake_writer().
     const std::uint32_t seq = writer_wake_seq_.load(std::memory_order_acquire);
-    if (slots_.sum_acquire() == 0 || readers_drain_soon()) break;
+    if (spin_briefly([this] { return slots_.sum_acquire() == 0; })) break;
     if (!wait) {
       writer_waiting_.store(false, std::memory_order_relaxed);
       writer_owner_.store(nullptr, std::memory_order_relaxed);
@@ -189,20 +227,6 @@ bool PercpuRwSemaphore::enter_write_section(bool wait) {
   }
   writer_waiting_.store(false, std::memory_order_relaxed);
   return true;
-}
-
-// Read sections are short and, with block_ set, no new one starts: spin a
-// little before sleeping, which saves the writer two context switches per
-// section when readers hammer the lock (BM_HotplugCycle). Bounded, so a reader
-// that sleeps inside its section costs only the spin.
-bool PercpuRwSemaphore::readers_drain_soon() const {
-  for (int i = 0; i < 256; ++i) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-    if (slots_.sum_acquire() == 0) return true;
-  }
-  return false;
 }
 
 void PercpuRwSemaphore::unlock() {

@@ -60,6 +60,11 @@
 //   an RCU grace period after the last writer leaves, and a writer that comes
 //   back before then skips [W1]/[W2] (rcu_sync's GP_PASSED/GP_EXIT/REPLAY).
 //
+//   Every wait (a reader at [R5], a writer at [W4] or for the readers that
+//   waited for the previous writer) polls for up to 50 µs before it sleeps on
+//   a futex: a sleeper's wake-up costs an IPI and, when every CPU is busy, a
+//   scheduler time slice (BM_HotplugCycle: 6 ms -> 42 µs median).
+//
 //   Where membarrier is missing or refused (old kernel, seccomp EPERM/ENOSYS;
 //   detected once at start, or forced with ReadSide::kFenced or the
 //   environment variable CPUHP_NO_MEMBARRIER=1), the gate never opens and every
@@ -149,11 +154,10 @@ class PercpuRwSemaphore {
   [[noreturn]] void unlock_without_hold();
   void wake_writer();
   bool enter_write_section(bool wait_for_readers);
-  bool readers_drain_soon() const;  // [W4]: a bounded spin before sleeping
-  void close_gate();                // rcu_sync_enter
-  void schedule_gate_reopen();      // rcu_sync_exit
-  void open_block();                // [W7]: readers may enter again; wakes them
-  void queue_gate_reopen();         // after a grace period: reopen_gate_callback()
+  void close_gate();            // rcu_sync_enter
+  void schedule_gate_reopen();  // rcu_sync_exit
+  void open_block();            // [W7]: readers may enter again; wakes them
+  void queue_gate_reopen();     // after a grace period: reopen_gate_callback()
   void reopen_gate_callback();
 
   detail::ReaderSlotTable slots_;
