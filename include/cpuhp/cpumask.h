@@ -202,10 +202,12 @@ class CpuMask::const_iterator {
 
   const_iterator() = default;
 
-  unsigned operator*() const noexcept { return cpu_; }
+  unsigned operator*() const noexcept {
+    return word_ * kWordBits + static_cast<unsigned>(std::countr_zero(bits_));
+  }
   const_iterator& operator++() noexcept {
     bits_ &= bits_ - 1;  // drop the CPU just yielded
-    settle();
+    if (bits_ == 0) next_word();
     return *this;
   }
   const_iterator operator++(int) noexcept {
@@ -213,47 +215,47 @@ class CpuMask::const_iterator {
     ++*this;
     return old;
   }
-  // Positions are compared by CPU id; end() sits at capacity().
+  // A position is the word and the bits of it not yet yielded; end() is one
+  // past the last word, with none. Comparing these (bits first: non-zero bits
+  // are never end(), which the compiler then knows inside a walk), not a CPU
+  // id computed on every step, keeps a walk as tight as a plain bitmap's.
   friend bool operator==(const const_iterator& a, const const_iterator& b) noexcept {
-    return a.cpu_ == b.cpu_;
+    return a.bits_ == b.bits_ && a.word_ == b.word_;
   }
 
  private:
   friend class CpuMask;
-  const_iterator(const std::atomic<std::uint64_t>* words, unsigned word_count,
-                 unsigned end) noexcept
-      : words_(words), word_count_(word_count), end_(end), cpu_(end) {
-    if (word_count_ != 0) {
-      bits_ = words_[0].load(std::memory_order_acquire);  // pairs with set()'s release
-      settle();
-    }
+  // begin() of `word_count` words.
+  const_iterator(const std::atomic<std::uint64_t>* words, unsigned word_count) noexcept
+      : words_(words), word_count_(word_count) {
+    if (word_count_ == 0) return;
+    bits_ = words_[0].load(std::memory_order_acquire);  // pairs with set()'s release
+    if (bits_ == 0) next_word();
   }
-  // Move cpu_ to the lowest remaining bit, loading further words as needed.
-  void settle() noexcept {
-    while (bits_ == 0) {
-      if (++word_ >= word_count_) {
-        cpu_ = end_;
-        return;
-      }
+  // end() of `word_count` words.
+  explicit const_iterator(unsigned word_count) noexcept
+      : word_count_(word_count), word_(word_count) {}
+  // Moves to the next word with a bit set, or to end().
+  void next_word() noexcept {
+    while (++word_ < word_count_) {
       bits_ =
           words_[word_].load(std::memory_order_acquire);  // pairs with set()'s release
+      if (bits_ != 0) return;
     }
-    cpu_ = word_ * kWordBits + static_cast<unsigned>(std::countr_zero(bits_));
+    bits_ = 0;
   }
 
   const std::atomic<std::uint64_t>* words_ = nullptr;
   unsigned word_count_ = 0;
   unsigned word_ = 0;
-  unsigned end_ = 0;
-  unsigned cpu_ = 0;
   std::uint64_t bits_ = 0;  // bits of words_[word_] not yet yielded
 };
 
 inline CpuMask::const_iterator CpuMask::begin() const noexcept {
-  return const_iterator(words_.get(), word_count(), capacity_);
+  return const_iterator(words_.get(), word_count());
 }
 inline CpuMask::const_iterator CpuMask::end() const noexcept {
-  return const_iterator(nullptr, 0, capacity_);
+  return const_iterator(word_count());
 }
 
 // Snapshot of `a` combined with `b`; the result has a's capacity.
