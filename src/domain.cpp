@@ -88,7 +88,9 @@ Domain::Impl::Impl(Domain& domain) : d(domain), cpu_state(domain.capacity()) {
       // only after every reader that could have seen the bit has finished.
       [this](const Step& s) {
         d.online_.clear(s.cpu);
-        rcu::rcu_synchronize();
+        // The grace period protects what PREPARE teardowns free; without any,
+        // readers that saw the bit have nothing to lose (domain.h, Masks).
+        if (prepare_teardowns_installed()) rcu::rcu_synchronize();
         return 0;
       });
   builtin(
@@ -102,6 +104,22 @@ Domain::Impl::Impl(Domain& domain) : d(domain), cpu_state(domain.capacity()) {
         return 0;
       });
   install_notifier_states();
+}
+
+// Called by the writer (writers' lock held, so the table and the notifier
+// chain are stable).
+bool Domain::Impl::prepare_teardowns_installed() const {
+  for (StateId id = kStatePrepareFirst; id < kStateBringup; ++id) {
+    const StateEntry& e = table[id];
+    if (!e.installed) continue;
+    if (id == kStateNotifyPrepare) {
+      if (!chain.empty()) return true;  // DEAD / UP_CANCELED to deliver
+    } else if (e.multi ? (e.instance_teardown && !e.instances.empty())
+                       : static_cast<bool>(e.teardown)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 Domain::Domain(unsigned possible_cpus, unsigned online_cpus)

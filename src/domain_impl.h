@@ -103,6 +103,8 @@ struct Domain::Impl {
   // ---- notifiers (notifier_chain.cpp) ----
   std::vector<NotifierBlock*> chain;  // descending priority, stable
   void install_notifier_states();
+  // Whether a down must wait a grace period after clearing the online bit.
+  bool prepare_teardowns_installed() const;
   Status register_notifier(NotifierBlock* nb);
   Status unregister_notifier(NotifierBlock* nb);
   // __cpu_notify: calls up to `limit` notifiers (all if negative), stops at a

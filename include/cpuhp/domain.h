@@ -6,7 +6,10 @@
 // may walk online() at any time. Under an RCU read section (cpuhp::rcu), a
 // CPU whose online bit the reader sees stays usable, with its per-CPU data
 // (built by PREPARE startups), until the read section ends: `down` clears
-// the bit, waits a grace period, and only then runs PREPARE teardowns. A
+// the bit, waits a grace period, and only then runs PREPARE teardowns (a
+// domain with none, and no notifiers, frees nothing there and skips the wait:
+// data of your own that RCU readers reach through the bit belongs in a
+// PREPARE state, or call rcu_synchronize() after down() yourself). A
 // reader that needs the mask not to change at all (it may sleep, allocate or
 // must not see a CPU vanish) holds hotplug_lock() for reading instead.
 //

@@ -13,7 +13,8 @@
 //                           section, so they see per-CPU data already built
 //                           on the way up and not yet freed on the way down
 //   kStateBringup           sets the online bit (release) / clears it and
-//                           waits for an RCU grace period
+//                           waits for an RCU grace period (if a PREPARE
+//                           teardown or a notifier is installed)
 //   ONLINE section          startup after the online bit is set, teardown
 //                           before it is cleared
 //   kStateActive            sets / clears the active bit; the top state

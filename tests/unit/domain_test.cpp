@@ -32,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "cpuhp/notifier.h"
 #include "cpuhp/rcu.h"
 #include "support/status_matchers.h"
 
@@ -595,6 +596,76 @@ TEST(DomainRcu, ReaderSeeingOnlineBitMayUsePerCpuData) {
   for (auto& o : objs) EXPECT_EQ(o.load(), nullptr);
 }
 
+// ------------------------------------------------------------ grace period of down()
+
+// Whether d.down(cpu) returns while another thread stays inside an RCU read
+// section (released after `patience`, or as soon as down() returns): false
+// means down() waited for it.
+bool down_returns_inside_foreign_reader(Domain& d, unsigned cpu,
+                                        std::chrono::milliseconds patience = 300ms) {
+  std::atomic<bool> inside{false}, release{false}, returned{false};
+  std::thread reader([&] {
+    rcu::ReadGuard guard;
+    inside.store(true);
+    while (!release.load()) std::this_thread::sleep_for(1ms);
+  });
+  while (!inside.load()) std::this_thread::yield();
+  std::thread writer([&] {
+    EXPECT_TRUE(Succeeds(d.down(cpu)));
+    returned.store(true);
+  });
+  const auto deadline = std::chrono::steady_clock::now() + patience;
+  while (!returned.load() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  const bool result = returned.load();
+  release.store(true);
+  reader.join();
+  writer.join();
+  return result;
+}
+
+int no_op(unsigned) { return 0; }
+
+// The grace period protects what PREPARE teardowns free: down() waits for it
+// when one is installed (or a notifier, which gets DEAD there), and skips it
+// when nothing would be freed (domain.h, Masks).
+TEST(DomainGracePeriod, DownSkipsItWithoutPrepareTeardowns) {
+  Domain d(4, 4);
+  ASSERT_TRUE(Succeeds(d.setup_state(Section::kOnline, "gp:online", no_op, no_op)));
+  ASSERT_TRUE(
+      Succeeds(d.setup_state(Section::kPrepare, "gp:startup-only", no_op, nullptr)));
+  ASSERT_TRUE(Succeeds(d.setup_multi_state(
+      Section::kPrepare, "gp:multi-empty", nullptr,
+      [](unsigned, void*) { return 0; })));  // no instance: nothing to tear down
+  EXPECT_TRUE(down_returns_inside_foreign_reader(d, 3, 5s));
+}
+
+TEST(DomainGracePeriod, DownWaitsForReadersWithPrepareTeardown) {
+  Domain d(4, 4);
+  ASSERT_TRUE(Succeeds(d.setup_state(Section::kPrepare, "gp:data", nullptr, no_op)));
+  EXPECT_FALSE(down_returns_inside_foreign_reader(d, 3));
+}
+
+TEST(DomainGracePeriod, DownWaitsForReadersWithPrepareInstance) {
+  Domain d(4, 4);
+  Result<StateId> id = d.setup_multi_state(Section::kPrepare, "gp:multi", nullptr,
+                                           [](unsigned, void*) { return 0; });
+  ASSERT_TRUE(Succeeds(id));
+  int instance = 0;
+  ASSERT_TRUE(Succeeds(d.add_instance(*id, &instance)));
+  EXPECT_FALSE(down_returns_inside_foreign_reader(d, 3));
+}
+
+TEST(DomainGracePeriod, DownWaitsForReadersWithNotifier) {
+  Domain d(4, 4);
+  NotifierBlock block;
+  block.call = [](NotifierBlock*, unsigned long, unsigned) { return kNotifyOk; };
+  ASSERT_TRUE(Succeeds(d.register_notifier(&block)));
+  EXPECT_FALSE(down_returns_inside_foreign_reader(d, 3));
+  ASSERT_TRUE(Succeeds(d.unregister_notifier(&block)));
+  EXPECT_TRUE(down_returns_inside_foreign_reader(d, 2, 5s));
+}
+
 // ------------------------------------------------------------ masks invariant
 
 // Under the hotplug read lock the masks do not change and active ⊆ online ⊆
@@ -961,6 +1032,9 @@ TEST(DomainMisuse, QueryUnderHotplugReadLockWithWriterQueuedReturns) {
 // waits for a grace period, that is, for this reader.
 TEST(DomainMisuse, QueryInsideRcuReadSectionWithDownInProgressReturns) {
   auto d = std::make_shared<Domain>(4, 4);
+  // A PREPARE teardown, so the down waits for a grace period.
+  ASSERT_TRUE(Succeeds(d->setup_state(Section::kPrepare, "misuse:data", nullptr,
+                                      [](unsigned) { return 0; })));
   auto body = [d] {
     std::thread writer;
     {
