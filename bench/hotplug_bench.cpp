@@ -7,6 +7,8 @@
 //                              percentiles: p50_us, p90_us, p99_us.
 //   BM_HotplugCycle_one_reader/<states>  the same with one hammering thread, so
 //                              the cycle never waits for a CPU on 2 CPUs.
+//   BM_HotplugCycle_prepare/<states>  as BM_HotplugCycle plus one PREPARE state
+//                              with a teardown, so down() waits a grace period.
 //   BM_SetupState/<cpus>       install a state whose startup runs on <cpus>
 //                              online CPUs, then remove it (teardowns too).
 //   BM_OnlineWalk_rcu/<cpus>   walk the online mask under an RCU read guard...
@@ -33,8 +35,13 @@ int trivial(unsigned) { return 0; }
 // threads than CPUs, a cycle that must wait for a reader to be scheduled takes
 // a time slice (milliseconds), so the mean and the median tell different
 // stories and both are reported.
-void run_hotplug_cycles(benchmark::State& state, int readers) {
+void run_hotplug_cycles(benchmark::State& state, int readers,
+                        bool prepare_teardown = false) {
   cpuhp::Domain d(64, 64);
+  // With a PREPARE teardown (per-CPU data to free), down() waits a grace period.
+  if (prepare_teardown &&
+      !d.setup_state(cpuhp::Section::kPrepare, "bench:data", nullptr, trivial).ok())
+    state.SkipWithError("setup_state(kPrepare) failed");
   // The 40 dynamic ONLINE slots first, then static ones.
   const int dyn = cpuhp::kStateOnlineDynEnd - cpuhp::kStateOnlineDyn + 1;
   for (int i = 0; i < state.range(0); ++i) {
@@ -69,8 +76,12 @@ void run_hotplug_cycles(benchmark::State& state, int readers) {
 
 void BM_HotplugCycle(benchmark::State& state) { run_hotplug_cycles(state, 2); }
 void BM_HotplugCycle_one_reader(benchmark::State& state) { run_hotplug_cycles(state, 1); }
+void BM_HotplugCycle_prepare(benchmark::State& state) {
+  run_hotplug_cycles(state, 2, true);
+}
 BENCHMARK(BM_HotplugCycle)->Arg(1)->Arg(16)->Arg(64)->UseRealTime()->MinTime(0.5);
 BENCHMARK(BM_HotplugCycle_one_reader)->Arg(16)->UseRealTime()->MinTime(0.5);
+BENCHMARK(BM_HotplugCycle_prepare)->Arg(16)->UseRealTime()->MinTime(0.5);
 
 void BM_SetupState(benchmark::State& state) {
   const auto cpus = static_cast<unsigned>(state.range(0));
