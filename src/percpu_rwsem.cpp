@@ -44,14 +44,15 @@ inline void cpu_relax() noexcept {
 
 template <class Done>
 bool spin_briefly(Done done) noexcept {
+  if (done()) return true;  // the common case pays no clock read
   const auto deadline = std::chrono::steady_clock::now() + kSpinBudget;
-  for (;;) {
-    for (int i = 0; i < 16; ++i) {  // the clock read (vDSO, ~20 ns) every 16 polls
+  do {
+    for (int i = 0; i < 16; ++i) {  // a clock read (vDSO, ~20 ns) every 16 polls
       cpu_relax();
       if (done()) return true;
     }
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-  }
+  } while (std::chrono::steady_clock::now() < deadline);
+  return false;
 }
 
 }  // namespace
@@ -195,14 +196,14 @@ bool PercpuRwSemaphore::enter_write_section(bool wait) {
   close_gate();  // [W1] [W2]
   // Readers that waited for the previous writer get in before this one.
   for (std::uint32_t n; (n = waiting_readers_.load(std::memory_order_relaxed)) != 0;) {
-    if (spin_briefly(
-            [this] { return waiting_readers_.load(std::memory_order_relaxed) == 0; }))
-      break;
-    if (!wait) {
+    if (!wait) {  // try_lock() does not wait for them
       schedule_gate_reopen();
       writer_mutex_.unlock();
       return false;
     }
+    if (spin_briefly(
+            [this] { return waiting_readers_.load(std::memory_order_relaxed) == 0; }))
+      break;
     waiting_readers_.wait(n, std::memory_order_relaxed);
   }
   block_.store(1, std::memory_order_relaxed);  // [W3]
