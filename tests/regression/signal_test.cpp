@@ -152,8 +152,7 @@ TEST(Signals, CpuhpThreadsBlockSignals) {
   signal(SIGUSR1, SIG_DFL);
 }
 
-// ---- 2. a signal handler takes an RCU read guard
-// ----------------------------------------
+// ---- 2. a signal handler takes an RCU read guard -------------------------------------
 constexpr std::uint64_t kPoison = 0xDEADDEADDEADDEADull;
 struct Node {
   std::uint64_t seq;
