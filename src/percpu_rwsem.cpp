@@ -3,12 +3,12 @@
 // same labels name the steps of model/percpu_rwsem.pml.
 #include "cpuhp/percpu_rwsem.h"
 
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 
 #include "cpuhp/rcu.h"
 #include "membarrier.h"
+#include "spin_wait.h"
 
 namespace cpuhp {
 namespace {
@@ -19,40 +19,6 @@ const void* this_thread_token() noexcept { return &tl_thread_token; }
 [[noreturn]] void die(const char* what) {
   std::fprintf(stderr, "cpuhp: PercpuRwSemaphore: %s\n", what);
   std::abort();
-}
-
-// Polls done() for a bounded time (kSpinBudget) before a wait sleeps; false if
-// it did not become true. Read and write sections are usually short, and a
-// futex sleep costs the sleeper a wake-up by another CPU: two context switches
-// and, if its CPU went idle, an IPI (tens of microseconds in a VM); a waiter
-// that sleeps while every CPU is busy also waits for a time slice
-// (milliseconds). Bounded in time, not in polls (a pause instruction takes 10
-// to 140 cycles depending on the CPU), so a long section costs its waiters
-// only the budget.
-#ifndef CPUHP_SPIN_BUDGET_US
-#define CPUHP_SPIN_BUDGET_US 50
-#endif
-constexpr auto kSpinBudget = std::chrono::microseconds(CPUHP_SPIN_BUDGET_US);
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
-}
-
-template <class Done>
-bool spin_briefly(Done done) noexcept {
-  if (done()) return true;  // the common case pays no clock read
-  const auto deadline = std::chrono::steady_clock::now() + kSpinBudget;
-  do {
-    for (int i = 0; i < 16; ++i) {  // a clock read (vDSO, ~20 ns) every 16 polls
-      cpu_relax();
-      if (done()) return true;
-    }
-  } while (std::chrono::steady_clock::now() < deadline);
-  return false;
 }
 
 }  // namespace
@@ -118,7 +84,8 @@ void PercpuRwSemaphore::lock_shared_slow(detail::ReaderSlot* slot) {
     slot->count.store(0, std::memory_order_release);
     wake_writer();
     // Acquire: pairs with [W7]; wakes on the notify_all() that follows it.
-    if (!spin_briefly([this] { return block_.load(std::memory_order_acquire) == 0; }))
+    if (!detail::spin_briefly(
+            [this] { return block_.load(std::memory_order_acquire) == 0; }))
       block_.wait(1, std::memory_order_acquire);
     slot->count.store(1, std::memory_order_relaxed);  // [R1] again
   }
@@ -201,7 +168,7 @@ bool PercpuRwSemaphore::enter_write_section(bool wait) {
       writer_mutex_.unlock();
       return false;
     }
-    if (spin_briefly(
+    if (detail::spin_briefly(
             [this] { return waiting_readers_.load(std::memory_order_relaxed) == 0; }))
       break;
     waiting_readers_.wait(n, std::memory_order_relaxed);
@@ -215,7 +182,7 @@ bool PercpuRwSemaphore::enter_write_section(bool wait) {
   for (;;) {  // [W4]
     // Acquire: pairs with the release increment in wake_writer().
     const std::uint32_t seq = writer_wake_seq_.load(std::memory_order_acquire);
-    if (spin_briefly([this] { return slots_.sum_acquire() == 0; })) break;
+    if (detail::spin_briefly([this] { return slots_.sum_acquire() == 0; })) break;
     if (!wait) {
       writer_waiting_.store(false, std::memory_order_relaxed);
       writer_owner_.store(nullptr, std::memory_order_relaxed);

@@ -45,6 +45,7 @@
 #include <thread>
 #include <utility>
 
+#include "spin_wait.h"
 #include "strf.h"
 
 namespace cpuhp {
@@ -68,6 +69,10 @@ struct PerCpuThreads::Worker {
   std::condition_variable cv;
   enum class Reply { kNone, kOk, kFailed };
   Reply reply = Reply::kNone;
+  // A hint for the controlling thread's poll before it sleeps on cv: set with
+  // every reply, cleared with every request. Relaxed: the poll only decides
+  // when to take m and read `reply`, which is the answer.
+  std::atomic<bool> replied{false};
   bool want_park = false;
   bool want_stop = false;
   bool parked = false;  // park() called, unpark() not yet
@@ -153,11 +158,13 @@ void reply_failed(PerCpuThreads::Worker* w, Errc code, int cause, std::string wh
   w->error_code = code;
   w->error_cause = cause;
   w->error = std::move(why);
+  w->replied.store(true, std::memory_order_relaxed);
   w->cv.notify_all();
 }
 
 void reply_ok(PerCpuThreads::Worker* w) {
   w->reply = PerCpuThreads::Worker::Reply::kOk;
+  w->replied.store(true, std::memory_order_relaxed);
   w->cv.notify_all();
 }
 
@@ -270,6 +277,13 @@ void worker_main(PerCpuThreads::Worker* w) {
 void wait_reply(PerCpuThreads::Worker* w, std::unique_lock<std::mutex>& lk,
                 const char* what) {
   using Reply = PerCpuThreads::Worker::Reply;
+  if (w->reply == Reply::kNone) {
+    // Replies come within microseconds; polling for one spares the worker a
+    // futex wake of this thread, and this thread an IPI to come back.
+    lk.unlock();
+    detail::spin_briefly([w] { return w->replied.load(std::memory_order_relaxed); });
+    lk.lock();
+  }
   long long waited = 0;
   while (!w->cv.wait_for(lk, PerCpuThreads::kStallWarning,
                          [w] { return w->reply != Reply::kNone; })) {
@@ -411,6 +425,7 @@ int PerCpuThreads::startup(unsigned cpu) {
   const bool pin = domain_.host_bound();
   std::unique_lock lk(w->m);
   w->reply = Worker::Reply::kNone;
+  w->replied.store(false, std::memory_order_relaxed);
   w->pin = pin;
   if (!w->thread.joinable()) {
     // First startup (or the first after a failed one): a new thread.
@@ -455,6 +470,7 @@ int PerCpuThreads::teardown(unsigned cpu) {
   std::unique_lock lk(w->m);
   if (w->parked) return 0;
   w->reply = Worker::Reply::kNone;
+  w->replied.store(false, std::memory_order_relaxed);
   w->want_park = true;
   w->control_pending.store(true, std::memory_order_release);
   signal_worker(w);
