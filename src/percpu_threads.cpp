@@ -11,7 +11,9 @@
 //                  controlling thread (park, unpark, stop) and the worker's
 //                  replies (set up, parked, unparked, failed). A request to a
 //                  running worker also sets `control_pending` and bumps `seq`,
-//                  so that a sleeping worker sees it.
+//                  so that a sleeping worker sees it. The controlling thread
+//                  polls the `replied` hint briefly before it sleeps on the
+//                  condition variable (src/spin_wait.h).
 //
 // Why run() calling up()/down() is not turned into an error: the Domain refuses
 // re-entry from its own callbacks by a thread-local mark on the controlling
