@@ -24,20 +24,13 @@
 #include <thread>
 #include <vector>
 
+#include "support/waiting.h"
+
 namespace {
 
 using namespace std::chrono_literals;
-constexpr auto kSettle = 50ms;  // long enough for a thread to reach a blocking call
-
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = 10000ms) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
+using cpuhp::testing_support::eventually;
+using cpuhp::testing_support::kSettle;
 
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;

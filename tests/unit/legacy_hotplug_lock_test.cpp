@@ -11,22 +11,14 @@
 #include <thread>
 #include <vector>
 
+#include "support/waiting.h"
+
 namespace cpuhp {
 namespace {
 
 using namespace std::chrono_literals;
-
-constexpr auto kSettle = 50ms;
-
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = 5000ms) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
+using cpuhp::testing_support::eventually;
+using cpuhp::testing_support::kSettle;
 
 void wait_for(const std::atomic<bool>& flag) {
   while (!flag.load()) flag.wait(false);

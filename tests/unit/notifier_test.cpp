@@ -31,25 +31,16 @@
 #include "cpuhp/domain.h"
 #include "cpuhp/rcu.h"
 #include "cpuhp/states.h"
+#include "support/waiting.h"
 
 namespace cpuhp {
 namespace {
 
 using namespace std::chrono_literals;
+using cpuhp::testing_support::eventually;
+using cpuhp::testing_support::kSettle;
+
 using Events = std::vector<std::string>;
-
-// Long enough for a thread that is going to block to reach the blocking call.
-constexpr auto kSettle = 50ms;
-
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = 10000ms) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
 
 // A deadlock cannot be recovered from inside a callback (the blocked thread
 // cannot be joined): say what happened and stop.

@@ -20,11 +20,13 @@
 
 #include "cpuhp/domain.h"
 #include "cpuhp/rcu.h"
+#include "support/pinning.h"
 
 namespace cpuhp {
 namespace {
 
 using namespace std::chrono_literals;
+using cpuhp::testing_support::on_pinned_thread;
 
 TEST(PerCpuCounter, AddsAndSums) {
   Domain d(4, 4);
@@ -92,23 +94,6 @@ TEST(PerCpuCounter, CreateReportsErrors) {
   ASSERT_TRUE(r.ok()) << r.error().message();
   (*r)->add(2);
   EXPECT_EQ((*r)->sum(), 2);
-}
-
-template <class F>
-bool on_pinned_thread(unsigned cpu, F fn) {
-  bool pinned = false;
-  std::thread th([&] {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0) return;
-    sched_yield();
-    if (detail::raw_current_cpu() != cpu) return;
-    pinned = true;
-    fn();
-  });
-  th.join();
-  return pinned;
 }
 
 TEST(PerCpuCounter, DyingCpuIsFoldedNotLost) {

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "cpuhp/rcu.h"
+#include "support/waiting.h"
 
 namespace cpuhp {
 
@@ -38,19 +39,8 @@ static void PrintTo(ReadSide side, std::ostream* os) {
 namespace {
 
 using namespace std::chrono_literals;
-
-// Long enough for a thread that is going to block to reach the blocking call.
-constexpr auto kSettle = 50ms;
-
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = 5000ms) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
+using cpuhp::testing_support::eventually;
+using cpuhp::testing_support::kSettle;
 
 bool is_set(const std::atomic<bool>& flag) { return flag.load(); }
 

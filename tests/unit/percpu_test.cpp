@@ -24,11 +24,13 @@
 
 #include "cpuhp/domain.h"
 #include "cpuhp/rcu.h"
+#include "support/pinning.h"
 
 namespace cpuhp {
 namespace {
 
 using namespace std::chrono_literals;
+using cpuhp::testing_support::on_pinned_thread;
 
 constexpr std::uint64_t kAlive = 0x5AFE5AFE5AFE5AFEull;
 constexpr std::uint64_t kPoison = 0xDEADBEEFDEADBEEFull;
@@ -548,26 +550,6 @@ TEST(PerCpuThisCpu, AlwaysAnOnlineCpusValue) {
     }
     ASSERT_TRUE(d.up(down).ok());
   }
-}
-
-// Runs fn on a thread pinned to host CPU `cpu`; false if pinning is not
-// possible here (CPU not in the affinity mask, or not honoured).
-template <class F>
-bool on_pinned_thread(unsigned cpu, F fn) {
-  bool pinned = false;
-  std::thread th([&] {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0) return;
-    sched_yield();
-    if (detail::raw_current_cpu() != cpu || sched_getcpu() != static_cast<int>(cpu))
-      return;
-    pinned = true;
-    fn();
-  });
-  th.join();
-  return pinned;
 }
 
 TEST(PerCpuThisCpu, FollowsTheThreadsCpuThenTheNearestOnline) {

@@ -34,6 +34,7 @@
 
 #include "cpuhp/domain.h"
 #include "support/status_matchers.h"
+#include "support/waiting.h"
 
 namespace cpuhp {
 namespace {
@@ -43,18 +44,9 @@ using testing_support::state_of;
 using testing_support::Succeeds;
 
 using namespace std::chrono_literals;
+using cpuhp::testing_support::eventually;
 
 // ------------------------------------------------------------------ helpers
-
-// Polls `pred` until it holds or `limit` passes. Only "eventually" is asserted.
-bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds limit = 5s) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
 
 pid_t this_tid() { return static_cast<pid_t>(gettid()); }
 
