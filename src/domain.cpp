@@ -1,33 +1,26 @@
-// Domain: construction, the writers' lock, and CPU transitions with rollback.
+// SPDX-License-Identifier: MIT
+// Domain and RegistrationScope (cpuhp/domain.h): construction, and every
+// public call as an entry check plus one internal call. The work itself is in
+// transition.cpp, registration.cpp, notifier_chain.cpp and state_table.cpp.
 #include "cpuhp/domain.h"
 
-#include <cerrno>
-#include <chrono>
-#include <cstdio>
-#include <cstring>
-#include <exception>
 #include <stdexcept>
-#include <system_error>
 
+#include "cpuhp/diagnostics.h"
 #include "cpuhp/rcu.h"
 #include "domain_impl.h"
+#include "notifier_chain.h"
+#include "registration.h"
+#include "state_table.h"
 #include "strf.h"
+#include "transition.h"
 
 namespace cpuhp {
 
 using detail::strf;
-
-thread_local const CallbackContext* tl_callback_context = nullptr;
+using Lock = Entry::Lock;
 
 namespace {
-
-thread_local char tl_writer_token;
-
-long long now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 void check_construction(unsigned possible_cpus, unsigned online_cpus) {
   if (possible_cpus == 0 || possible_cpus > kMaxCpus)
@@ -62,64 +55,74 @@ void check_masks(const CpuMask& possible, const CpuMask& online) {
   }
 }
 
+Status check_cpu(const Domain& d, unsigned cpu) {
+  if (cpu >= d.capacity())
+    return Error(Errc::kOutOfRange,
+                 strf("CPU %u is out of range: the domain has %u possible CPUs (0-%u)",
+                      cpu, d.capacity(), d.capacity() - 1));
+  return {};
+}
+
+StateEntry single_entry(std::string name, StateCallback startup, StateCallback teardown) {
+  StateEntry e;
+  e.name = std::move(name);
+  if (startup) e.startup = [cb = std::move(startup)](const Call& c) { return cb(c.cpu); };
+  if (teardown)
+    e.teardown = [cb = std::move(teardown)](const Call& c) { return cb(c.cpu); };
+  return e;
+}
+
+StateEntry multi_entry(std::string name, InstanceCallback startup,
+                       InstanceCallback teardown) {
+  StateEntry e;
+  e.name = std::move(name);
+  e.multi = true;
+  e.instance_startup = std::move(startup);
+  e.instance_teardown = std::move(teardown);
+  return e;
+}
+
+template <class T>
+Result<T> refused(const WritersLock& lock) {
+  return lock.status().error();
+}
+
 }  // namespace
 
 // ------------------------------------------------------------ construction
 
 Domain::Impl::Impl(Domain& domain) : d(domain), cpu_state(domain.capacity()) {
-  auto builtin = [this](StateId id, const char* name, StepCallback up,
-                        StepCallback down) {
-    StateEntry& e = table[id];
-    e.name = name;
-    e.installed = e.builtin = true;
-    e.startup = std::move(up);
-    e.teardown = std::move(down);
-  };
-  builtin(kStateOffline, "offline", nullptr, nullptr);
+  writers.lock();  // nobody else can see the Domain yet; this satisfies the checks
+  install_builtin(*this, kStateOffline, "offline", nullptr, nullptr);
   // The online bit, with RCU semantics per bit (Linus, 2013): set only after
   // the PREPARE startups built everything a reader may reach through it...
-  builtin(
-      kStateBringup, "bringup",
-      [this](const Step& s) {
-        d.online_.set(s.cpu);  // release: pairs with readers' acquire test/walk
+  install_builtin(
+      *this, kStateBringup, "bringup",
+      [this](const Call& c) {
+        d.online_.set(c.cpu);  // release: pairs with readers' acquire test/walk
         return 0;
       },
       // ...and on the way down, PREPARE teardowns (which free that data) run
       // only after every reader that could have seen the bit has finished.
-      [this](const Step& s) {
-        d.online_.clear(s.cpu);
+      [this](const Call& c) CPUHP_NO_THREAD_SAFETY_ANALYSIS {
+        d.online_.clear(c.cpu);
         // The grace period protects what PREPARE teardowns free; without any,
         // readers that saw the bit have nothing to lose (domain.h, Masks).
-        if (prepare_teardowns_installed()) rcu::rcu_synchronize();
+        if (prepare_teardowns_installed(*this)) rcu::rcu_synchronize();
         return 0;
       });
-  builtin(
-      kStateActive, "active",
-      [this](const Step& s) {
-        d.active_.set(s.cpu);
+  install_builtin(
+      *this, kStateActive, "active",
+      [this](const Call& c) {
+        d.active_.set(c.cpu);
         return 0;
       },
-      [this](const Step& s) {
-        d.active_.clear(s.cpu);
+      [this](const Call& c) {
+        d.active_.clear(c.cpu);
         return 0;
       });
-  install_notifier_states();
-}
-
-// Called by the writer (writers' lock held, so the table and the notifier
-// chain are stable).
-bool Domain::Impl::prepare_teardowns_installed() const {
-  for (StateId id = kStatePrepareFirst; id < kStateBringup; ++id) {
-    const StateEntry& e = table[id];
-    if (!e.installed) continue;
-    if (id == kStateNotifyPrepare) {
-      if (!chain.empty()) return true;  // DEAD / UP_CANCELED to deliver
-    } else if (e.multi ? (e.instance_teardown && !e.instances.empty())
-                       : static_cast<bool>(e.teardown)) {
-      return true;
-    }
-  }
-  return false;
+  install_notifier_states(*this);
+  writers.unlock();
 }
 
 Domain::Domain(unsigned possible_cpus, unsigned online_cpus)
@@ -131,6 +134,7 @@ Domain::Domain(const CpuMask& possible, const CpuMask& online)
       present_(possible),
       online_(possible.capacity()),
       active_(possible.capacity()),
+      hotplug_lock_(ReadSide::kAuto),
       impl_(std::make_unique<Impl>(*this)) {
   for (unsigned cpu : online) {
     online_.set(cpu);
@@ -142,304 +146,60 @@ Domain::Domain(const CpuMask& possible, const CpuMask& online)
 Domain::~Domain() = default;
 
 void Domain::set_observer(std::function<void(const CallbackEvent&)> observer) {
-  // Release: pairs with the acquire load in observe(), which then sees the
-  // function object fully built.
+  // Release: pairs with the acquire load in observe() (callback.cpp), which
+  // then sees the function object fully built.
   impl_->observer.store(
       observer ? std::make_shared<const Impl::Observer>(std::move(observer)) : nullptr,
       std::memory_order_release);
 }
 
-void Domain::Impl::observe(const CallbackEvent& event) const {
-  if (auto fn = observer.load(std::memory_order_acquire)) (*fn)(event);
-}
-
-// ------------------------------------------------------------ writers' lock
-
-bool Domain::Impl::owned_by_this_thread() const noexcept {
-  return writers_owner.load(std::memory_order_relaxed) == &tl_writer_token;
-}
-
-Status Domain::Impl::check_may_lock(const char* what) const {
-  if (const CallbackContext* ctx = tl_callback_context;
-      ctx != nullptr && ctx->domain == this)
-    return Error(
-        Errc::kWouldDeadlock,
-        strf("%s from inside a hotplug callback (CPU %u, state %s) would deadlock: "
-             "the writers' lock is held by this thread; do it outside the "
-             "callback, e.g. install states beforehand with setup_state_nocalls()",
-             what, ctx->cpu, state_label(ctx->state).c_str()));
-  if (owned_by_this_thread())
-    return Error(
-        Errc::kWouldDeadlock,
-        strf("%s inside a register_begin() scope would deadlock: this thread holds "
-             "the writers' lock; call it through the RegistrationScope instead",
-             what));
-  if (d.hotplug_lock_.held_shared_by_this_thread())
-    return Error(
-        Errc::kWouldDeadlock,
-        strf("%s while this thread holds the hotplug read lock (cpus_read_lock) would "
-             "deadlock against a hotplug writer (the ABBA of get_online_cpus(); "
-             "register_cpu_notifier()); release it first, and to register and "
-             "initialise the online CPUs in one step use register_begin()",
-             what));
-  if (rcu::rcu_read_section_held())
-    return Error(
-        Errc::kWouldDeadlock,
-        strf("%s inside an RCU read section would deadlock: taking a CPU down waits "
-             "for a grace period; leave the read section first",
-             what));
-  return {};
-}
-
-Status Domain::Impl::lock_writers(const char* what) {
-  if (Status s = check_may_lock(what); !s) return s;
-  writers_mutex.lock();
-  writers_owner.store(&tl_writer_token, std::memory_order_relaxed);
-  return {};
-}
-
-Status Domain::Impl::lock_writers_unless_held(const char* what, bool* locked) {
-  *locked = false;
-  if (owned_by_this_thread()) return {};
-  if (Status s = lock_writers(what); !s) return s;
-  *locked = true;
-  return {};
-}
-
-void Domain::Impl::unlock_writers() {
-  writers_owner.store(nullptr, std::memory_order_relaxed);
-  writers_mutex.unlock();
-}
-
-Status Domain::Impl::require_writers_held(const char* what) const {
-  if (owned_by_this_thread()) return {};
-  return Error(Errc::kInvalidArgument,
-               strf("%s needs the writers' lock: call it inside register_begin() "
-                    "(cpu_maps_update_begin()), or use the locking variant",
-                    what));
-}
-
-namespace {
-// Holds the writers' lock of a Domain for one call.
-class WritersLock {
- public:
-  WritersLock(Domain::Impl& impl, const char* what)
-      : impl_(impl), status_(impl.lock_writers(what)) {}
-  ~WritersLock() {
-    if (status_) impl_.unlock_writers();
-  }
-  const Status& status() const { return status_; }
-
- private:
-  Domain::Impl& impl_;
-  Status status_;
-};
-}  // namespace
-
-// ------------------------------------------------------------ labels, checks
-
-std::string Domain::Impl::state_label(StateId id) const {
-  if (id < 0 || id >= kNumStates) return strf("%d (no such state)", id);
-  const StateEntry& e = table[id];
-  if (!e.installed && e.name.empty()) return strf("%d", id);
-  return strf("'%s' (%d)", e.name.c_str(), id);
-}
-
-Status Domain::Impl::check_cpu(unsigned cpu) const {
-  if (cpu >= d.capacity())
-    return Error(Errc::kOutOfRange,
-                 strf("CPU %u is out of range: the domain has %u possible CPUs (0-%u)",
-                      cpu, d.capacity(), d.capacity() - 1));
-  return {};
-}
-
 Result<StateId> Domain::cpu_state(unsigned cpu) const {
-  if (Status s = impl_->check_cpu(cpu); !s) return s.error();
+  if (Status s = check_cpu(*this, cpu); !s) return s.error();
   return impl_->cpu_state[cpu].load(std::memory_order_relaxed);
 }
 
-// ------------------------------------------------------------ callbacks
+// ------------------------------------------------------------ hotplug
 
-bool Domain::Impl::take_injection(unsigned cpu, StateId id) {
-  for (auto it = injected.begin(); it != injected.end(); ++it) {
-    if (it->first == cpu && it->second == id) {
-      injected.erase(it);
-      return true;
-    }
-  }
-  return false;
-}
-
-int Domain::Impl::call_guarded(StateId id, unsigned cpu, bool startup, bool rollback,
-                               const std::function<int()>& fn, std::string* why) {
-  const CallbackContext ctx{this, cpu, id};
-  const CallbackContext* outer = tl_callback_context;
-  tl_callback_context = &ctx;
-  const long long begin = now_ns();
-  int rc = 0;
-  std::string reason;
-  try {
-    rc = fn();
-    if (rc > 0) rc = -rc;  // tolerate positive errno
-    if (rc != 0) reason = strf("error %d (%s)", rc, std::strerror(-rc));
-  } catch (const std::system_error& e) {
-    // Keep the errno: the caller's Error::cause() then says what failed.
-    rc = e.code().category() == std::system_category() && e.code().value() > 0
-             ? -e.code().value()
-             : -ECANCELED;
-    reason = strf("threw %s", e.what());
-  } catch (const std::exception& e) {
-    rc = -ECANCELED;
-    reason = strf("threw %s", e.what());
-  } catch (...) {
-    rc = -ECANCELED;
-    reason = "threw a non-standard exception";
-  }
-  const long long end = now_ns();
-  tl_callback_context = outer;
-  observe(CallbackEvent{cpu, id, &table[id].name, startup, rollback, rc, begin, end});
-  if (rc != 0 && why != nullptr) *why = std::move(reason);
-  return rc;
-}
-
-int Domain::Impl::invoke(StateId id, unsigned cpu, bool startup, bool rollback,
-                         bool frozen, std::string* why) {
-  StateEntry& e = table[id];
-  const StepCallback& cb = startup ? e.startup : e.teardown;
-  const bool may_fail = startup || e.teardown_may_veto;
-  // An injection hits the callback that may fail: the startup, or for a
-  // state whose teardown may veto (DOWN_PREPARE), the teardown.
-  const bool injectable = e.teardown_may_veto ? !startup : startup;
-  if (!rollback && injectable && take_injection(cpu, id)) {
-    const long long t = now_ns();
-    observe(CallbackEvent{cpu, id, &e.name, startup, false, -EIO, t, t});
-    if (why != nullptr) *why = "injected failure (inject_failure)";
-    return -EIO;
-  }
-  if (!cb) return 0;
-  const Step step{cpu, id, rollback, frozen};
-  std::string reason;
-  int rc = call_guarded(
-      id, cpu, startup, rollback, [&] { return cb(step); }, &reason);
-  if (rc != 0 && (!may_fail || rollback)) {
-    // Teardowns cannot fail: report and go on, as the kernel does.
-    std::fprintf(stderr, "cpuhp: %s of state %s on CPU %u %s; ignored (%s cannot fail)\n",
-                 startup ? "rollback startup" : "teardown", state_label(id).c_str(), cpu,
-                 reason.c_str(), startup ? "a rollback" : "a teardown");
-    return 0;
-  }
-  if (rc != 0 && why != nullptr) *why = std::move(reason);
-  return rc;
-}
-
-// ------------------------------------------------------------ transitions
-
-Status Domain::Impl::run_up(unsigned cpu, StateId from, StateId to, bool frozen) {
-  for (StateId s = from + 1; s <= to; ++s) {
-    if (table[s].installed) {
-      std::string why;
-      if (const int rc =
-              invoke(s, cpu, /*startup=*/true, /*rollback=*/false, frozen, &why);
-          rc != 0) {
-        for (StateId t = s - 1; t > from; --t) {
-          if (table[t].installed)
-            (void)invoke(t, cpu, false, /*rollback=*/true, frozen, nullptr);
-          cpu_state[cpu].store(t - 1, std::memory_order_relaxed);
-        }
-        cpu_state[cpu].store(from, std::memory_order_relaxed);
-        return Error(
-            Errc::kCallbackFailed,
-            strf("bringing CPU %u up: startup of state %s failed: %s; rolled back "
-                 "to state %s",
-                 cpu, state_label(s).c_str(), why.c_str(), state_label(from).c_str()),
-            rc);
-      }
-    }
-    cpu_state[cpu].store(s, std::memory_order_relaxed);
-  }
-  return {};
-}
-
-Status Domain::Impl::run_down(unsigned cpu, StateId from, StateId to, bool frozen) {
-  for (StateId s = from; s > to; --s) {
-    if (table[s].installed) {
-      std::string why;
-      if (const int rc =
-              invoke(s, cpu, /*startup=*/false, /*rollback=*/false, frozen, &why);
-          rc != 0) {
-        // Only a vetoable teardown gets here: undo what this down did.
-        for (StateId t = s + 1; t <= from; ++t) {
-          if (table[t].installed)
-            (void)invoke(t, cpu, true, /*rollback=*/true, frozen, nullptr);
-          cpu_state[cpu].store(t, std::memory_order_relaxed);
-        }
-        cpu_state[cpu].store(from, std::memory_order_relaxed);
-        return Error(
-            Errc::kCallbackFailed,
-            strf("taking CPU %u down: state %s refused: %s; CPU is back at state %s", cpu,
-                 state_label(s).c_str(), why.c_str(), state_label(from).c_str()),
-            rc);
-      }
-    }
-    cpu_state[cpu].store(s - 1, std::memory_order_relaxed);
-  }
-  return {};
-}
-
-Status Domain::Impl::transition(unsigned cpu, StateId target, bool frozen) {
-  const StateId from = cpu_state[cpu].load(std::memory_order_relaxed);
-  Status status;
-  {
-    // Callbacks run with the hotplug lock held for writing: readers that need
-    // a stable mask wait; the callbacks themselves may take it for reading.
-    WriteLock hotplug(d.hotplug_lock_);
-    status = target > from ? run_up(cpu, from, target, frozen)
-                           : run_down(cpu, from, target, frozen);
-  }
-  // POST_DEAD: hotplug write lock dropped, writers' lock still held.
-  if (status && target < kStateNotifyPrepare && from >= kStateNotifyPrepare)
-    notify_post_dead(cpu, frozen);
-  return status;
-}
-
-Status Domain::bring_to(unsigned cpu, StateId target) {
-  WritersLock lock(*impl_, "bring_to()");
-  if (!lock.status()) return lock.status();
-  Impl& im = *impl_;
-  if (Status s = im.check_cpu(cpu); !s) return s;
+Status Domain::hotplug(unsigned cpu, StateId target, const char* what) {
+  WritersLock lock(*impl_, {what, Lock::kTakes, true});
+  if (!lock.ok()) return lock.status();
+  if (Status s = check_cpu(*this, cpu); !s) return s;
   if (target < kStateOffline || target > kStateOnline)
     return Error(Errc::kInvalidArgument,
                  strf("target state %d for CPU %u is not a state (0..%d)", target, cpu,
                       kStateOnline));
   if (!present_.test(cpu))
     return Error(Errc::kNotPresent, strf("CPU %u is not present", cpu));
-  if (im.disable_count > 0)
+  if (impl_->disable_count > 0)
     return Error(Errc::kBusy,
                  strf("CPU %u: hotplug is disabled (disable count %d%s)", cpu,
-                      im.disable_count, im.suspended ? ", suspended" : ""));
-  const StateId from = im.cpu_state[cpu].load(std::memory_order_relaxed);
+                      impl_->disable_count, impl_->suspended ? ", suspended" : ""));
+  const StateId from = impl_->cpu_state[cpu].load(std::memory_order_relaxed);
   if (from == target)
     return Error(Errc::kAlreadyInState, strf("CPU %u is already at state %s", cpu,
-                                             im.state_label(target).c_str()));
+                                             state_label(*impl_, target).c_str()));
   if (target < kStateBringup && online_.test(cpu) && online_.weight() == 1)
     return Error(Errc::kLastCpu, strf("CPU %u is the last online CPU", cpu));
-  if (target == kStateNotifyPrepare && !im.chain.empty())
+  if (target == kStateNotifyPrepare && !impl_->chain.empty())
     return Error(
         Errc::kBusy,
         strf("CPU %u cannot stop at state %s while CPU notifiers are registered: it "
              "would have had UP_PREPARE without being online, which the 2014 "
              "register_begin() idiom (walk the online CPUs) cannot see",
-             cpu, im.state_label(target).c_str()));
-  return im.transition(cpu, target, /*frozen=*/false);
+             cpu, state_label(*impl_, target).c_str()));
+  return transition(*impl_, cpu, target, /*frozen=*/false);
 }
 
-Status Domain::up(unsigned cpu) { return bring_to(cpu, kStateOnline); }
-Status Domain::down(unsigned cpu) { return bring_to(cpu, kStateOffline); }
+Status Domain::bring_to(unsigned cpu, StateId target) {
+  return hotplug(cpu, target, "bring_to()");
+}
+Status Domain::up(unsigned cpu) { return hotplug(cpu, kStateOnline, "up()"); }
+Status Domain::down(unsigned cpu) { return hotplug(cpu, kStateOffline, "down()"); }
 
 Status Domain::set_present(unsigned cpu, bool present) {
-  WritersLock lock(*impl_, "set_present()");
-  if (!lock.status()) return lock.status();
-  if (Status s = impl_->check_cpu(cpu); !s) return s;
+  WritersLock lock(*impl_, {"set_present()", Lock::kTakes, false});
+  if (!lock.ok()) return lock.status();
+  if (Status s = check_cpu(*this, cpu); !s) return s;
   if (!possible_.test(cpu))
     return Error(Errc::kNotPresent, strf("CPU %u is not possible (possible: %s)", cpu,
                                          possible_.to_string().c_str()));
@@ -448,7 +208,7 @@ Status Domain::set_present(unsigned cpu, bool present) {
     return Error(Errc::kBusy,
                  strf("CPU %u cannot leave the present mask: it is at state %s, "
                       "not offline",
-                      cpu, impl_->state_label(state).c_str()));
+                      cpu, state_label(*impl_, state).c_str()));
   if (present) {
     present_.set(cpu);
   } else {
@@ -458,37 +218,30 @@ Status Domain::set_present(unsigned cpu, bool present) {
 }
 
 Status Domain::disable_hotplug() {
-  bool locked = false;
-  if (Status s = impl_->lock_writers_unless_held("disable_hotplug()", &locked); !s)
-    return s;
+  WritersLock lock(*impl_, {"disable_hotplug()", Lock::kTakesUnlessHeld, false});
+  if (!lock.ok()) return lock.status();
   ++impl_->disable_count;
-  if (locked) impl_->unlock_writers();
   return {};
 }
 
 Status Domain::enable_hotplug() {
-  bool locked = false;
-  if (Status s = impl_->lock_writers_unless_held("enable_hotplug()", &locked); !s)
-    return s;
-  Status result;
-  if (impl_->disable_count == 0) {
-    result = Error(Errc::kInvalidArgument,
-                   "enable_hotplug() without a matching disable_hotplug()");
-  } else if (impl_->suspended && impl_->disable_count == 1) {
-    result = Error(Errc::kBusy,
-                   "enable_hotplug(): the domain is suspended; use resume_nonboot()");
-  } else {
-    --impl_->disable_count;
-  }
-  if (locked) impl_->unlock_writers();
-  return result;
+  WritersLock lock(*impl_, {"enable_hotplug()", Lock::kTakesUnlessHeld, false});
+  if (!lock.ok()) return lock.status();
+  if (impl_->disable_count == 0)
+    return Error(Errc::kInvalidArgument,
+                 "enable_hotplug() without a matching disable_hotplug()");
+  if (impl_->suspended && impl_->disable_count == 1)
+    return Error(Errc::kBusy,
+                 "enable_hotplug(): the domain is suspended; use resume_nonboot()");
+  --impl_->disable_count;
+  return {};
 }
 
 Status Domain::inject_failure(unsigned cpu, StateId state) {
-  WritersLock lock(*impl_, "inject_failure()");
-  if (!lock.status()) return lock.status();
-  if (Status s = impl_->check_cpu(cpu); !s) return s;
-  if (state <= kStateOffline || state > kStateOnline || !impl_->table[state].installed)
+  WritersLock lock(*impl_, {"inject_failure()", Lock::kTakes, false});
+  if (!lock.ok()) return lock.status();
+  if (Status s = check_cpu(*this, cpu); !s) return s;
+  if (state <= kStateOffline || state > kStateOnline || !impl_->table[state].installed())
     return Error(
         Errc::kNotFound,
         strf("cannot inject a failure into state %d on CPU %u: no such state installed",
@@ -496,7 +249,7 @@ Status Domain::inject_failure(unsigned cpu, StateId state) {
   if (state == kStateBringup || state == kStateActive)
     return Error(Errc::kInvalidArgument,
                  strf("cannot inject a failure into state %s: it cannot fail",
-                      impl_->state_label(state).c_str()));
+                      state_label(*impl_, state).c_str()));
   impl_->injected.emplace_back(cpu, state);
   return {};
 }
@@ -504,48 +257,272 @@ Status Domain::inject_failure(unsigned cpu, StateId state) {
 // ------------------------------------------------------------ suspend/resume
 
 Status Domain::suspend_nonboot() {
-  WritersLock lock(*impl_, "suspend_nonboot()");
-  if (!lock.status()) return lock.status();
-  Impl& im = *impl_;
-  if (im.suspended) return Error(Errc::kBusy, "suspend_nonboot(): already suspended");
+  WritersLock lock(*impl_, {"suspend_nonboot()", Lock::kTakes, true});
+  if (!lock.ok()) return lock.status();
+  if (impl_->suspended) return Error(Errc::kBusy, "suspend_nonboot(): already suspended");
   const unsigned boot = online_.first();
   std::vector<std::pair<unsigned, StateId>> taken;
   for (unsigned cpu = online_.last(); cpu != boot && cpu < capacity(); --cpu) {
     if (!online_.test(cpu)) continue;
-    const StateId was = im.cpu_state[cpu].load(std::memory_order_relaxed);
-    if (Status s = im.transition(cpu, kStateOffline, /*frozen=*/true); !s) {
-      for (auto it = taken.rbegin(); it != taken.rend(); ++it)
-        (void)im.transition(it->first, it->second, /*frozen=*/true);
-      return Error(s.error().code(),
-                   "suspend_nonboot() failed, CPUs restored: " + s.error().message());
+    const StateId was = impl_->cpu_state[cpu].load(std::memory_order_relaxed);
+    Status s = transition(*impl_, cpu, kStateOffline, /*frozen=*/true);
+    if (s.ok()) {
+      taken.emplace_back(cpu, was);
+      continue;
     }
-    taken.emplace_back(cpu, was);
+    // Bring back the CPUs already taken, lowest last, and say exactly which
+    // of them could not be: they stay where their rollback left them.
+    std::string left_down;
+    for (auto it = taken.rbegin(); it != taken.rend(); ++it)
+      if (Status r = transition(*impl_, it->first, it->second, /*frozen=*/true); !r)
+        left_down += strf("; CPU %u stays at state %s: %s", it->first,
+                          state_label(*impl_, impl_->cpu_state[it->first].load()).c_str(),
+                          r.error().message().c_str());
+    const Error& e = s.error();
+    if (left_down.empty())
+      return Error(e.code(), "suspend_nonboot() failed, CPUs restored: " + e.message(),
+                   e.cause());
+    return Error(e.code(),
+                 "suspend_nonboot() failed: " + e.message() +
+                     "; bringing back the CPUs already taken down failed too" + left_down,
+                 e.cause());
   }
-  im.suspended_cpus = std::move(taken);
-  im.suspended = true;
-  ++im.disable_count;
+  impl_->suspended_cpus = std::move(taken);
+  impl_->suspended = true;
+  ++impl_->disable_count;
   return {};
 }
 
 Status Domain::resume_nonboot() {
-  WritersLock lock(*impl_, "resume_nonboot()");
-  if (!lock.status()) return lock.status();
-  Impl& im = *impl_;
-  if (!im.suspended)
+  WritersLock lock(*impl_, {"resume_nonboot()", Lock::kTakes, true});
+  if (!lock.ok()) return lock.status();
+  if (!impl_->suspended)
     return Error(Errc::kInvalidArgument, "resume_nonboot(): not suspended");
-  im.suspended = false;
-  --im.disable_count;
+  impl_->suspended = false;
+  --impl_->disable_count;
   std::string failures;
   // Lowest first: the reverse of the order they went down in.
-  for (auto it = im.suspended_cpus.rbegin(); it != im.suspended_cpus.rend(); ++it) {
-    if (Status s = im.transition(it->first, it->second, /*frozen=*/true); !s)
+  for (auto it = impl_->suspended_cpus.rbegin(); it != impl_->suspended_cpus.rend();
+       ++it) {
+    if (Status s = transition(*impl_, it->first, it->second, /*frozen=*/true); !s)
       failures += (failures.empty() ? "" : "; ") + s.error().message();
   }
-  im.suspended_cpus.clear();
+  impl_->suspended_cpus.clear();
   if (!failures.empty())
     return Error(Errc::kCallbackFailed,
                  "resume_nonboot(): some CPUs stayed down: " + failures);
   return {};
+}
+
+// ------------------------------------------------------------ states
+
+Result<StateId> Domain::setup_state(Section section, std::string name,
+                                    StateCallback startup, StateCallback teardown) {
+  WritersLock lock(*impl_, {"setup_state()", Lock::kTakes, true});
+  if (!lock.ok()) return refused<StateId>(lock);
+  return install_state(
+      *impl_, 0, section, /*dynamic=*/true,
+      single_entry(std::move(name), std::move(startup), std::move(teardown)),
+      /*calls=*/true);
+}
+
+Result<StateId> Domain::setup_state_nocalls(Section section, std::string name,
+                                            StateCallback startup,
+                                            StateCallback teardown) {
+  WritersLock lock(*impl_, {"setup_state_nocalls()", Lock::kTakes, false});
+  if (!lock.ok()) return refused<StateId>(lock);
+  return install_state(
+      *impl_, 0, section, /*dynamic=*/true,
+      single_entry(std::move(name), std::move(startup), std::move(teardown)),
+      /*calls=*/false);
+}
+
+Result<StateId> Domain::setup_state_at(StateId id, std::string name,
+                                       StateCallback startup, StateCallback teardown) {
+  WritersLock lock(*impl_, {"setup_state_at()", Lock::kTakes, true});
+  if (!lock.ok()) return refused<StateId>(lock);
+  return install_state(
+      *impl_, id, Section::kPrepare, /*dynamic=*/false,
+      single_entry(std::move(name), std::move(startup), std::move(teardown)),
+      /*calls=*/true);
+}
+
+Result<StateId> Domain::setup_state_at_nocalls(StateId id, std::string name,
+                                               StateCallback startup,
+                                               StateCallback teardown) {
+  WritersLock lock(*impl_, {"setup_state_at_nocalls()", Lock::kTakes, false});
+  if (!lock.ok()) return refused<StateId>(lock);
+  return install_state(
+      *impl_, id, Section::kPrepare, /*dynamic=*/false,
+      single_entry(std::move(name), std::move(startup), std::move(teardown)),
+      /*calls=*/false);
+}
+
+Status Domain::remove_state(StateId id) {
+  WritersLock lock(*impl_, {"remove_state()", Lock::kTakes, true});
+  if (!lock.ok()) return lock.status();
+  return cpuhp::remove_state(*impl_, id, /*calls=*/true);
+}
+
+Status Domain::remove_state_nocalls(StateId id) {
+  WritersLock lock(*impl_, {"remove_state_nocalls()", Lock::kTakes, false});
+  if (!lock.ok()) return lock.status();
+  return cpuhp::remove_state(*impl_, id, /*calls=*/false);
+}
+
+Result<StateId> Domain::setup_multi_state(Section section, std::string name,
+                                          InstanceCallback startup,
+                                          InstanceCallback teardown) {
+  WritersLock lock(*impl_, {"setup_multi_state()", Lock::kTakes, false});
+  if (!lock.ok()) return refused<StateId>(lock);
+  // No instances yet: nothing to call.
+  return install_state(
+      *impl_, 0, section, /*dynamic=*/true,
+      multi_entry(std::move(name), std::move(startup), std::move(teardown)),
+      /*calls=*/false);
+}
+
+Status Domain::add_instance(StateId id, void* instance) {
+  WritersLock lock(*impl_, {"add_instance()", Lock::kTakes, true});
+  if (!lock.ok()) return lock.status();
+  return cpuhp::add_instance(*impl_, id, instance, /*calls=*/true);
+}
+
+Status Domain::add_instance_nocalls(StateId id, void* instance) {
+  WritersLock lock(*impl_, {"add_instance_nocalls()", Lock::kTakes, false});
+  if (!lock.ok()) return lock.status();
+  return cpuhp::add_instance(*impl_, id, instance, /*calls=*/false);
+}
+
+Status Domain::remove_instance(StateId id, void* instance) {
+  WritersLock lock(*impl_, {"remove_instance()", Lock::kTakes, true});
+  if (!lock.ok()) return lock.status();
+  return cpuhp::remove_instance(*impl_, id, instance, /*calls=*/true);
+}
+
+Status Domain::remove_instance_nocalls(StateId id, void* instance) {
+  WritersLock lock(*impl_, {"remove_instance_nocalls()", Lock::kTakes, false});
+  if (!lock.ok()) return lock.status();
+  return cpuhp::remove_instance(*impl_, id, instance, /*calls=*/false);
+}
+
+std::vector<StateInfo> Domain::states() const { return installed_states(*impl_); }
+
+Result<StateId> Domain::find_state(const std::string& name) const {
+  for (const StateInfo& s : installed_states(*impl_))
+    if (s.name == name) return s.id;
+  return Error(Errc::kNotFound, strf("no state named '%s'", name.c_str()));
+}
+
+// ------------------------------------------------------------ notifiers
+
+Status Domain::register_notifier(NotifierBlock* nb) {
+  WritersLock lock(*impl_, {"register_notifier()", Lock::kTakes, false});
+  if (!lock.ok()) return lock.status();
+  return cpuhp::register_notifier(*impl_, nb);
+}
+
+Status Domain::unregister_notifier(NotifierBlock* nb) {
+  WritersLock lock(*impl_, {"unregister_notifier()", Lock::kTakes, false});
+  if (!lock.ok()) return lock.status();
+  return cpuhp::unregister_notifier(*impl_, nb);
+}
+
+// ------------------------------------------------------------ register_begin
+
+Result<RegistrationScope> Domain::register_begin() CPUHP_NO_THREAD_SAFETY_ANALYSIS {
+  // The scope holds the writers' lock past this call: lock by hand.
+  if (Status s = check_entry(*impl_, {"register_begin()", Lock::kTakes, false}); !s)
+    return s.error();
+  impl_->writers.lock();
+  return RegistrationScope(this);
+}
+
+RegistrationScope::RegistrationScope(RegistrationScope&& other) noexcept
+    : domain_(std::exchange(other.domain_, nullptr)) {}
+
+RegistrationScope::~RegistrationScope() { done(); }
+
+void RegistrationScope::done() CPUHP_NO_THREAD_SAFETY_ANALYSIS {
+  if (domain_ == nullptr) return;
+  // The writers' lock is a std::mutex: unlocking it on another thread is
+  // undefined behaviour, so refuse loudly rather than corrupt it.
+  if (!domain_->impl_->writers.held_by_this_thread())
+    detail::fatal("RegistrationScope", "a scope must end on the thread that began it");
+  std::exchange(domain_, nullptr)->impl_->writers.unlock();
+}
+
+namespace {
+Error scope_gone(const char* what) {
+  return Error(Errc::kInvalidArgument,
+               strf("%s: the scope has ended (done(), or moved from); a scope's "
+                    "methods are for the thread inside register_begin() .. done()",
+                    what));
+}
+}  // namespace
+
+Status RegistrationScope::register_notifier(NotifierBlock* nb) {
+  const char* what = "RegistrationScope::register_notifier()";
+  if (domain_ == nullptr) return scope_gone(what);
+  WritersLock lock(*domain_->impl_, {what, Lock::kHeldByScope, false});
+  if (!lock.ok()) return lock.status();
+  return cpuhp::register_notifier(*domain_->impl_, nb);
+}
+
+Status RegistrationScope::unregister_notifier(NotifierBlock* nb) {
+  const char* what = "RegistrationScope::unregister_notifier()";
+  if (domain_ == nullptr) return scope_gone(what);
+  WritersLock lock(*domain_->impl_, {what, Lock::kHeldByScope, false});
+  if (!lock.ok()) return lock.status();
+  return cpuhp::unregister_notifier(*domain_->impl_, nb);
+}
+
+bool RegistrationScope::is_registered(const NotifierBlock* nb) const
+    CPUHP_NO_THREAD_SAFETY_ANALYSIS {
+  if (domain_ == nullptr || !domain_->impl_->writers.held_by_this_thread()) return false;
+  return notifier_registered(*domain_->impl_, nb);
+}
+
+Result<StateId> RegistrationScope::setup_state(Section section, std::string name,
+                                               StateCallback startup,
+                                               StateCallback teardown) {
+  const char* what = "RegistrationScope::setup_state()";
+  if (domain_ == nullptr) return scope_gone(what);
+  WritersLock lock(*domain_->impl_, {what, Lock::kHeldByScope, true});
+  if (!lock.ok()) return refused<StateId>(lock);
+  return install_state(
+      *domain_->impl_, 0, section, /*dynamic=*/true,
+      single_entry(std::move(name), std::move(startup), std::move(teardown)),
+      /*calls=*/true);
+}
+
+Result<StateId> RegistrationScope::setup_state_nocalls(Section section, std::string name,
+                                                       StateCallback startup,
+                                                       StateCallback teardown) {
+  const char* what = "RegistrationScope::setup_state_nocalls()";
+  if (domain_ == nullptr) return scope_gone(what);
+  WritersLock lock(*domain_->impl_, {what, Lock::kHeldByScope, false});
+  if (!lock.ok()) return refused<StateId>(lock);
+  return install_state(
+      *domain_->impl_, 0, section, /*dynamic=*/true,
+      single_entry(std::move(name), std::move(startup), std::move(teardown)),
+      /*calls=*/false);
+}
+
+Status RegistrationScope::remove_state(StateId id) {
+  const char* what = "RegistrationScope::remove_state()";
+  if (domain_ == nullptr) return scope_gone(what);
+  WritersLock lock(*domain_->impl_, {what, Lock::kHeldByScope, true});
+  if (!lock.ok()) return lock.status();
+  return cpuhp::remove_state(*domain_->impl_, id, /*calls=*/true);
+}
+
+Status RegistrationScope::remove_state_nocalls(StateId id) {
+  const char* what = "RegistrationScope::remove_state_nocalls()";
+  if (domain_ == nullptr) return scope_gone(what);
+  WritersLock lock(*domain_->impl_, {what, Lock::kHeldByScope, false});
+  if (!lock.ok()) return lock.status();
+  return cpuhp::remove_state(*domain_->impl_, id, /*calls=*/false);
 }
 
 }  // namespace cpuhp

@@ -1,119 +1,123 @@
-// Domain internals shared by domain.cpp (transitions), registration.cpp
-// (state table) and notifier_chain.cpp. Everything here is guarded by the
-// writers' lock unless noted.
+// SPDX-License-Identifier: MIT
+// Domain internals, shared by the files that implement one job each:
+//
+//   domain.cpp          the public calls: entry checks, then one internal call
+//   writers_lock.cpp    the writers' lock and the entry checks (one place)
+//   callback.cpp        the one function that runs a callback
+//   transition.cpp      walking one CPU between states, with rollback
+//   registration.cpp    installing/removing states and instances (issue calls,
+//                       rollback of an install)
+//   state_table.cpp     the table of states: slots, names, labels
+//   notifier_chain.cpp  the 2014 notifiers as two built-in states + POST_DEAD
+//
+// Everything here is guarded by the writers' lock unless noted; functions
+// that need it say CPUHP_REQUIRES(im.writers) and assert it at run time.
 #pragma once
 
 #include <array>
 #include <atomic>
-#include <mutex>
+#include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "cpuhp/detail/mutex.h"
+#include "cpuhp/detail/thread_annotations.h"
 #include "cpuhp/domain.h"
+#include "writers_lock.h"
 
 namespace cpuhp {
 
-// One callback invocation's context, for the internal callback form.
-struct Step {
+// One callback invocation: which CPU, which state, which way.
+struct Call {
   unsigned cpu;
   StateId state;
-  bool rollback;
-  bool frozen;  // suspend/resume: notifiers see kCpuTasksFrozen
+  bool startup;    // false: teardown
+  bool rollback;   // undoing a failed transition or registration
+  bool frozen;     // suspend/resume: notifiers see kCpuTasksFrozen
+  void* instance;  // multi-instance state: this instance only; nullptr: all of them
 };
-using StepCallback = std::function<int(const Step&)>;
+
+// The internal callback form; user callbacks are wrapped into it.
+using StepCallback = std::function<int(const Call&)>;
+
+enum class SlotState {
+  kFree,
+  kReserved,   // being installed: callbacks may run, transitions skip it
+  kInstalled,  // transitions run it
+};
 
 struct StateEntry {
+  SlotState slot = SlotState::kFree;
   std::string name;
-  bool installed = false;
   bool builtin = false;
   bool teardown_may_veto = false;  // only the notifier layer's DOWN_PREPARE
   bool multi = false;
-  StepCallback startup;   // may be empty
+  StepCallback startup;   // single-instance state; may be empty
   StepCallback teardown;  // may be empty
-  InstanceCallback instance_startup, instance_teardown;
+  InstanceCallback instance_startup, instance_teardown;  // multi-instance
   std::vector<void*> instances;
+  bool installed() const noexcept { return slot == SlotState::kInstalled; }
 };
 
-// What the calling thread is doing inside a Domain, to turn re-entry into an
-// error instead of a deadlock.
-struct CallbackContext {
-  const Domain::Impl* domain;
-  unsigned cpu;
-  StateId state;
+// What the queries (states(), find_state(), labels in messages) read: they
+// must not wait for the writers' lock (a caller under the hotplug read lock
+// would deadlock against a queued writer), so the name and slot of every
+// state are mirrored here under a mutex of their own.
+struct StateIndexEntry {
+  SlotState slot = SlotState::kFree;
+  std::string name;
+  bool multi = false;
+  bool builtin = false;
 };
 
 struct Domain::Impl {
   explicit Impl(Domain& d);
 
   Domain& d;
+  WritersMutex writers;  // the kernel's cpu_add_remove_lock
 
-  // ---- writers' lock (cpu_add_remove_lock) ----
-  mutable std::mutex writers_mutex;
-  std::atomic<const void*> writers_owner{nullptr};  // relaxed: compared to own token only
-  bool owned_by_this_thread() const noexcept;
-  // Refuses calls that would deadlock; `what` names the call in the message.
-  Status check_may_lock(const char* what) const;
-  Status lock_writers(const char* what);  // check_may_lock + lock
-  void unlock_writers();
-  // For calls that may run where this thread already holds the writers' lock
-  // (disable/enable from a scope or a callback): true if it locked.
-  Status lock_writers_unless_held(const char* what, bool* locked);
-  Status require_writers_held(const char* what) const;
+  // ---- the state table (state_table.cpp) ----
+  std::array<StateEntry, kNumStates> table CPUHP_GUARDED_BY(writers);
+  mutable detail::Mutex index_mutex CPUHP_ACQUIRED_AFTER(writers);
+  std::array<StateIndexEntry, kNumStates> index CPUHP_GUARDED_BY(index_mutex);
+  // A CPU's state: written under the writers' lock, read anywhere (relaxed:
+  // a reader that needs it stable holds the hotplug read lock).
+  std::vector<std::atomic<int>> cpu_state;
 
-  // ---- state table and per-CPU state ----
-  std::array<StateEntry, kNumStates> table;
-  // Guards the table's names and installed flags against the queries
-  // (states(), find_state()), which must not wait for the writers' lock: a
-  // caller under the hotplug read lock would deadlock against a queued
-  // writer. Writers take it only around their edits of the table.
-  mutable std::mutex table_mutex;
-  std::vector<std::atomic<int>> cpu_state;    // written under the writers' lock
-  std::string state_label(StateId id) const;  // "'name' (id)"
-
-  // ---- hotplug ----
-  int disable_count = 0;
-  bool suspended = false;
-  std::vector<std::pair<unsigned, StateId>> suspended_cpus;
-  std::vector<std::pair<unsigned, StateId>> injected;  // fail once
-  using Observer = std::function<void(const CallbackEvent&)>;
-  std::atomic<std::shared_ptr<const Observer>>
-      observer;  // acquire/release: the function object
-  void observe(const CallbackEvent& event) const;
-
-  Status check_cpu(unsigned cpu) const;
-  Status transition(unsigned cpu, StateId target, bool frozen);  // writers' lock held
-  Status run_up(unsigned cpu, StateId from, StateId to, bool frozen);
-  Status run_down(unsigned cpu, StateId from, StateId to, bool frozen);
-  // Runs one callback: failure injection, exception capture, re-entry
-  // marking, observer. Returns 0 or a negative errno; on failure `why` says why.
-  int invoke(StateId id, unsigned cpu, bool startup, bool rollback, bool frozen,
-             std::string* why);
-  int call_guarded(StateId id, unsigned cpu, bool startup, bool rollback,
-                   const std::function<int()>& fn, std::string* why);
-  bool take_injection(unsigned cpu, StateId id);
-
-  // ---- registration (registration.cpp) ----
-  Result<StateId> install(StateId id, Section section, bool dynamic, StateEntry entry,
-                          bool calls);
-  Status uninstall(StateId id, bool calls);
-  Status add_instance(StateId id, void* instance, bool calls);
-  Status remove_instance(StateId id, void* instance, bool calls);
+  // ---- hotplug (domain.cpp, transition.cpp) ----
+  int disable_count CPUHP_GUARDED_BY(writers) = 0;
+  bool suspended CPUHP_GUARDED_BY(writers) = false;
+  std::vector<std::pair<unsigned, StateId>> suspended_cpus CPUHP_GUARDED_BY(writers);
+  std::vector<std::pair<unsigned, StateId>> injected CPUHP_GUARDED_BY(writers);
 
   // ---- notifiers (notifier_chain.cpp) ----
-  std::vector<NotifierBlock*> chain;  // descending priority, stable
-  void install_notifier_states();
-  // Whether a down must wait a grace period after clearing the online bit.
-  bool prepare_teardowns_installed() const;
-  Status register_notifier(NotifierBlock* nb);
-  Status unregister_notifier(NotifierBlock* nb);
-  // __cpu_notify: calls up to `limit` notifiers (all if negative), stops at a
-  // NOTIFY_STOP_MASK return; *called gets how many were called.
-  int notify(unsigned long action, unsigned cpu, int limit, int* called);
-  void notify_post_dead(unsigned cpu, bool frozen);
+  std::vector<NotifierBlock*> chain CPUHP_GUARDED_BY(writers);  // descending priority
+
+  // ---- observer (callback.cpp) ----
+  using Observer = std::function<void(const CallbackEvent&)>;
+  // acquire/release: the function object is built before it is published.
+  std::atomic<std::shared_ptr<const Observer>> observer;
 };
 
-// Set while a thread runs a Domain callback.
-extern thread_local const CallbackContext* tl_callback_context;
+// RAII entry of a public call: check_entry(), then the writers' lock, taken
+// (Entry::Lock::kTakes, kTakesUnlessHeld when not held yet) or borrowed from
+// this thread's scope. If the entry is refused nothing is held, ok() is false
+// and the caller returns status() at once, touching nothing guarded.
+class CPUHP_SCOPED_CAPABILITY WritersLock {
+ public:
+  WritersLock(Domain::Impl& im, const Entry& entry) CPUHP_ACQUIRE(im.writers);
+  ~WritersLock() CPUHP_RELEASE();
+  WritersLock(const WritersLock&) = delete;
+  WritersLock& operator=(const WritersLock&) = delete;
+  bool ok() const noexcept { return status_.ok(); }
+  const Status& status() const noexcept { return status_; }
+
+ private:
+  WritersMutex& writers_;
+  Status status_;
+  bool locked_ = false;  // taken here, so released here
+};
 
 }  // namespace cpuhp

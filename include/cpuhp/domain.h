@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // cpuhp/domain.h — one set of CPUs and its hotplug machinery (kernel/cpu.c).
 //
 // CONTRACT
@@ -13,22 +14,46 @@
 // reader that needs the mask not to change at all (it may sleep, allocate or
 // must not see a CPU vanish) holds hotplug_lock() for reading instead.
 //
+// Who waits for readers. A PREPARE teardown runs in one of two situations:
+//   - the CPU goes down (down, bring_to, suspend, or the rollback of an up
+//     that failed past BRINGUP): its online bit is clear and a grace period
+//     has passed, so no RCU reader still uses what the startup published;
+//     the teardown may free it at once;
+//   - the state or instance is removed (remove_state, remove_instance), or a
+//     registration that failed on a later CPU is rolled back
+//     (setup_state, add_instance): the CPU may be online, its bit set, and
+//     readers may hold the data right now. No grace period of the Domain can
+//     help (the data is still published until the teardown unpublishes it),
+//     so the teardown must unpublish it and defer the free past a grace
+//     period: rcu::rcu_retire(p) (or rcu_call, or rcu_synchronize() before
+//     the delete). cpu_online(cpu) inside the teardown tells the two apart;
+//     rcu_retire() is right in both. PerCpu<T> (percpu.h) does this for you.
+//
 // Locks. Every call that changes CPUs or the state table takes the writers'
 // lock (the kernel's cpu_add_remove_lock: it serialises hotplug, guards
 // present/possible, orders registration against POST_DEAD) and, around the
-// callbacks of a transition, the hotplug lock for writing. Such calls are
-// refused with Errc::kWouldDeadlock, never left to hang, when made
+// callbacks it runs (a transition, or the _calls variants of registration),
+// the hotplug lock for writing. Such calls are refused with
+// Errc::kWouldDeadlock, never left to hang, when made
 //   - by a thread holding hotplug_lock() for reading (the ABBA deadlock of
-//     the 2014 mail),
+//     the 2014 mail); inside a register_begin() scope the _nocalls methods,
+//     which take no hotplug lock, still work there,
 //   - inside an RCU read section (a down must wait for a grace period),
-//   - from a hotplug callback, or inside a register_begin() scope by a call
-//     other than the scope's own.
+//   - from a hotplug callback or an observer of this Domain (including a
+//     scope method from a callback the scope's own call runs), or inside a
+//     register_begin() scope by a call other than the scope's own.
+// disable_hotplug()/enable_hotplug() are the exception: where this thread
+// holds the writers' lock already (a callback, an observer, a scope) they
+// nest instead. Queries (masks, cpu_state, states, find_state) never wait
+// for the writers' lock and work anywhere.
 //
 // Errors. Every call that can fail returns Status/Result; on failure nothing
 // changed. Messages name the CPU, the state and the reason.
 //
 // Callbacks. See states.h. They run in the thread that calls up/down/
-// bring_to/setup_state, one at a time.
+// bring_to/setup_state, one at a time. The observer (set_observer) sees every
+// callback run; it cannot fail one: a throw from it is reported through
+// cpuhp/diagnostics.h and ignored.
 #pragma once
 
 #include <atomic>
@@ -124,8 +149,8 @@ class Domain {
                                          StateCallback startup, StateCallback teardown);
   // Runs the teardown on every CPU at or past the state, then removes it.
   // For a PREPARE state this includes online CPUs, with no grace period of
-  // the Domain's in between: the state's owner unpublishes what RCU readers
-  // may reach and waits for them first (PerCpu does).
+  // the Domain's in between: the teardown unpublishes what RCU readers may
+  // reach and retires it (see "Who waits for readers" above).
   Status remove_state(StateId id);
   Status remove_state_nocalls(StateId id);
 
@@ -154,14 +179,18 @@ class Domain {
   Result<RegistrationScope> register_begin();
 
   // Called after every callback (tracing, tests), in the controlling thread
-  // with the writers' lock held. May be set or cleared at any time, from any
-  // thread; a transition under way may still call the previous observer.
+  // with the writers' lock held; for a multi-instance state once per
+  // (CPU, instance). It must not call what takes the writers' lock (refused,
+  // as from a callback); a throw is reported and ignored. May be set or
+  // cleared at any time, from any thread, also from an observer; a
+  // transition under way may still call the previous observer.
   void set_observer(std::function<void(const CallbackEvent&)> observer);
 
   struct Impl;  // implementation detail (src/domain_impl.h)
 
  private:
   friend class RegistrationScope;
+  Status hotplug(unsigned cpu, StateId target, const char* what);
   CpuMask possible_, present_, online_, active_;
   PercpuRwSemaphore hotplug_lock_;
   bool host_bound_ = false;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // cpuhp/states.h — the ordered state table of a Domain (include/linux/cpuhotplug.h).
 //
 // A CPU's state is the highest state whose startup has run on it. Going up
@@ -51,10 +52,15 @@ enum class Section { kPrepare, kOnline };
 // Startup and teardown callbacks get the CPU and return 0 or a negative errno
 // (kernel convention); they may also throw, which cpuhp catches. A failing
 // startup is rolled back. Teardowns cannot fail: a nonzero return or a throw
-// is reported and the transition goes on. Callbacks run in the thread that
-// drives the transition, with the writers' lock and the hotplug write lock
-// held; they may take the hotplug read lock, and must not call up/down or
-// register states (those calls return kWouldDeadlock).
+// is reported (cpuhp/diagnostics.h) and the transition goes on. A
+// std::system_error of the system category fails with its errno, any other
+// throw with -ECANCELED. Callbacks run in the thread that drives the
+// transition, with the writers' lock and the hotplug write lock held; they
+// may take the hotplug read lock, use RCU, query the Domain and call
+// disable_hotplug()/enable_hotplug(), and must not call up/down or register
+// or remove states, instances or notifiers, not even through a
+// register_begin() scope (those calls return kWouldDeadlock). A PREPARE
+// teardown may find its CPU online: see "Who waits for readers" in domain.h.
 using StateCallback = std::function<int(unsigned cpu)>;
 
 // Multi-instance states: one callback pair for the state, run once per
@@ -71,6 +77,7 @@ struct CallbackEvent {
   int result;               // 0 or negative errno (-ECANCELED for a caught exception)
   long long begin_ns;       // steady clock
   long long end_ns;
+  void* instance;           // multi-instance state: the instance; else nullptr
 };
 
 }  // namespace cpuhp

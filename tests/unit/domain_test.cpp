@@ -32,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "cpuhp/diagnostics.h"
 #include "cpuhp/notifier.h"
 #include "cpuhp/rcu.h"
 #include "support/status_matchers.h"
@@ -1097,6 +1098,276 @@ namespace cpuhp {
 namespace {
 
 // Real machines can have holes in their CPU ids (possible "0-3,8-11").
+// ------------------------------------------------------------ seams (issue 11)
+
+template <class R>
+Status as_status(const R& r) {
+  if (r.ok()) return {};
+  return r.error();
+}
+
+// Diagnostics reported while a test runs (cpuhp/diagnostics.h), one line each.
+struct CapturedDiagnostics {
+  CapturedDiagnostics() {
+    std::lock_guard g(mutex());
+    lines().clear();
+    previous_ = set_diagnostic_handler(&capture);
+  }
+  ~CapturedDiagnostics() { set_diagnostic_handler(previous_); }
+  std::vector<std::string> take() {
+    std::lock_guard g(mutex());
+    return std::exchange(lines(), {});
+  }
+
+ private:
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static std::vector<std::string>& lines() {
+    static std::vector<std::string> l;
+    return l;
+  }
+  static void capture(const Diagnostic& d) noexcept {
+    std::lock_guard g(mutex());
+    lines().push_back(std::string(d.component) + ": " + std::string(d.message));
+  }
+  DiagnosticHandler previous_;
+};
+
+bool any_contains(const std::vector<std::string>& lines,
+                  const std::vector<std::string>& needles) {
+  for (const std::string& line : lines) {
+    bool all = true;
+    for (const std::string& n : needles) all = all && line.find(n) != std::string::npos;
+    if (all) return true;
+  }
+  return false;
+}
+
+// Regression (issue 11, defect 1): a scope method called from inside a startup
+// that the same scope's setup_state() runs picked the dynamic slot being
+// installed, returned the same id and overwrote the running callback
+// (heap-use-after-free under ASan; the outer state was lost).
+TEST(DomainMisuse, ScopeMethodsFromInsideTheScopesOwnCallbacksAreRefused) {
+  auto d = std::make_shared<Domain>(4, 2);
+  auto body = [d] {
+    Result<RegistrationScope> scope = d->register_begin();
+    ASSERT_TRUE(Succeeds(scope));
+    RegistrationScope* sp = &*scope;
+    std::vector<std::pair<std::string, Status>> inner;
+    static NotifierBlock nb;
+    StateId existing = -1;
+    auto reenter = [&] {
+      inner.emplace_back("setup_state_nocalls",
+                         as_status(sp->setup_state_nocalls(Section::kOnline, "reenter:a",
+                                                           nullptr, nullptr)));
+      inner.emplace_back("setup_state", as_status(sp->setup_state(
+                                            Section::kPrepare, "reenter:b",
+                                            [](unsigned) { return 0; }, nullptr)));
+      inner.emplace_back("remove_state", sp->remove_state(existing));
+      inner.emplace_back("remove_state_nocalls", sp->remove_state_nocalls(existing));
+      inner.emplace_back("register_notifier", sp->register_notifier(&nb));
+    };
+    Result<StateId> old =
+        sp->setup_state_nocalls(Section::kOnline, "reenter:existing", nullptr, nullptr);
+    ASSERT_TRUE(Succeeds(old));
+    existing = *old;
+    Result<StateId> outer = sp->setup_state(
+        Section::kOnline, "reenter:outer",
+        [&](unsigned cpu) {
+          if (cpu == 1) reenter();
+          return 0;
+        },
+        [&](unsigned cpu) {
+          if (cpu == 1) reenter();
+          return 0;
+        });
+    ASSERT_TRUE(Succeeds(outer));
+    ASSERT_EQ(inner.size(), 5u);
+    for (auto& [what, s] : inner)
+      EXPECT_TRUE(Fails(s, Errc::kWouldDeadlock, {"callback", "CPU 1", "reenter:outer"}))
+          << what << " from the startup";
+    inner.clear();
+    EXPECT_NE(*outer, existing);
+    EXPECT_EQ(*d->find_state("reenter:outer"), *outer);
+    EXPECT_FALSE(d->find_state("reenter:a").ok());
+    EXPECT_EQ(*d->find_state("reenter:existing"), existing);
+    EXPECT_FALSE(sp->is_registered(&nb));
+    // The teardowns that remove_state() runs are callbacks too.
+    EXPECT_TRUE(Succeeds(sp->remove_state(*outer)));
+    ASSERT_EQ(inner.size(), 5u);
+    for (auto& [what, s] : inner)
+      EXPECT_TRUE(Fails(s, Errc::kWouldDeadlock, {"callback", "CPU 1"}))
+          << what << " from the teardown";
+    EXPECT_EQ(*d->find_state("reenter:existing"), existing);
+    EXPECT_TRUE(Succeeds(sp->remove_state_nocalls(existing)));
+  };
+  ASSERT_TRUE(ReturnsWithin(body));
+  EXPECT_EQ(d->states().size(), 5u);
+  EXPECT_TRUE(Succeeds(d->up(3)));
+}
+
+// Regression (issue 11, defect 4): scope methods that run callbacks take the
+// hotplug write lock; by a thread holding the read lock they aborted the
+// process (PercpuRwSemaphore: lock() by a read holder) instead of reporting
+// the deadlock. The no-call variants need no hotplug lock and still work.
+TEST(DomainMisuse, ScopeMethodsThatRunCallbacksUnderTheHotplugReadLockAreRefused) {
+  auto d = std::make_shared<Domain>(4, 2);
+  auto body = [d] {
+    Result<RegistrationScope> scope = d->register_begin();
+    ASSERT_TRUE(Succeeds(scope));
+    auto cb = [](unsigned) { return 0; };
+    Result<StateId> id =
+        scope->setup_state_nocalls(Section::kOnline, "rl:existing", cb, cb);
+    ASSERT_TRUE(Succeeds(id));
+    {
+      ReadLock hold(d->hotplug_lock());
+      EXPECT_TRUE(Fails(scope->setup_state(Section::kOnline, "rl:new", cb, cb),
+                        Errc::kWouldDeadlock, {"setup_state", "read lock"}));
+      EXPECT_TRUE(Fails(scope->remove_state(*id), Errc::kWouldDeadlock,
+                        {"remove_state", "read lock"}));
+      Result<StateId> quiet =
+          scope->setup_state_nocalls(Section::kOnline, "rl:nocalls", cb, cb);
+      EXPECT_TRUE(Succeeds(quiet));
+      if (quiet) EXPECT_TRUE(Succeeds(scope->remove_state_nocalls(*quiet)));
+    }
+    EXPECT_EQ(*d->find_state("rl:existing"), *id);
+    EXPECT_FALSE(d->find_state("rl:new").ok());
+    EXPECT_TRUE(Succeeds(scope->remove_state(*id)));
+  };
+  ASSERT_TRUE(ReturnsWithin(body));
+  EXPECT_EQ(d->states().size(), 5u);
+}
+
+// Regression (issue 11, defect 5): an observer that throws ran outside the
+// callback's try block; the exception left up(3) half done: CPU 3 online with
+// state 0, for good. An observer cannot fail a transition: its throw is
+// reported and ignored, like a teardown's.
+TEST(DomainObserver, ThrowingObserverIsReportedAndTheTransitionCompletes) {
+  CapturedDiagnostics diagnostics;
+  Domain d(4, 2);
+  d.set_observer([](const CallbackEvent&) { throw std::runtime_error("observer boom"); });
+  EXPECT_TRUE(Succeeds(d.up(3)));
+  EXPECT_EQ(state_of(d, 3), kStateOnline);
+  EXPECT_TRUE(d.active().test(3));
+  EXPECT_TRUE(Succeeds(d.down(3)));
+  EXPECT_EQ(state_of(d, 3), kStateOffline);
+  EXPECT_FALSE(d.online().test(3));
+  d.set_observer(nullptr);
+  EXPECT_TRUE(any_contains(diagnostics.take(), {"observer", "observer boom", "CPU 3"}));
+}
+
+// An observer runs in the controlling thread with the writers' lock held: a
+// call from it that would take the lock again is refused, naming the observer.
+TEST(DomainObserver, ObserverReentryIsRefused) {
+  auto d = std::make_shared<Domain>(4, 2);
+  auto body = [d] {
+    std::vector<Status> inner;
+    d->set_observer([&inner, dp = d.get()](const CallbackEvent& e) {
+      if (e.cpu == 3 && e.startup && e.state == kStateActive) {
+        inner.push_back(dp->down(1));
+        inner.push_back(as_status(
+            dp->setup_state_nocalls(Section::kOnline, "obs:x", nullptr, nullptr)));
+        inner.push_back(as_status(dp->register_begin()));
+        (void)dp->states();  // queries are fine
+      }
+    });
+    EXPECT_TRUE(Succeeds(d->up(3)));
+    d->set_observer(nullptr);
+    ASSERT_EQ(inner.size(), 3u);
+    for (const Status& s : inner)
+      EXPECT_TRUE(Fails(s, Errc::kWouldDeadlock, {"observer", "CPU 3"}));
+  };
+  ASSERT_TRUE(ReturnsWithin(body));
+  EXPECT_EQ(d->online().to_string(), "0-1,3");
+}
+
+// Regression (issue 11, defect 6): a suspend that fails and whose restore of
+// the CPUs already taken fails too said "CPUs restored" while a CPU stayed
+// offline. The error names the CPU that refused and each CPU left down.
+TEST(DomainSuspend, FailedSuspendWhoseRestoreFailsNamesTheCpusLeftDown) {
+  Domain d(6, 6);
+  Result<StateId> online = d.setup_state_nocalls(
+      Section::kOnline, "restore", [](unsigned) { return 0; }, nullptr);
+  ASSERT_TRUE(Succeeds(online));
+  ASSERT_TRUE(Succeeds(d.inject_failure(2, kStateNotifyOnline)));  // suspend stops at 2
+  ASSERT_TRUE(Succeeds(d.inject_failure(4, *online)));  // bringing 4 back fails
+  Status s = d.suspend_nonboot();
+  ASSERT_TRUE(Fails(s, Errc::kCallbackFailed, {"suspend_nonboot", "CPU 2", "CPU 4"}));
+  EXPECT_EQ(s.error().message().find("CPUs restored"), std::string::npos)
+      << s.error().message();
+  EXPECT_EQ(d.online().to_string(), "0-3,5");
+  EXPECT_EQ(state_of(d, 4), kStateOffline);
+  // Not suspended, hotplug not disabled: CPU 4 can be brought back by hand.
+  EXPECT_TRUE(Fails(d.resume_nonboot(), Errc::kInvalidArgument));
+  EXPECT_TRUE(Succeeds(d.up(4)));
+}
+
+// Issue 11, defect 2: a PREPARE teardown that remove_state() or the rollback
+// of a failed setup_state() runs finds its CPU online, and an RCU reader may
+// hold what the startup published: no grace period of the Domain can protect
+// it, so the teardown retires it (domain.h, "Who waits for readers"). This is
+// that contract, with a reader that holds CPU 1's object across both.
+TEST(DomainRcu, PrepareTeardownOfAnOnlineCpuRetiresWhatAReaderHolds) {
+  Domain d(4, 4);
+  std::vector<std::atomic<PerCpuObject*>> objs(4);
+  std::vector<std::pair<unsigned, bool>> teardowns;  // (cpu, online bit seen)
+  std::atomic<int> phase{0};  // 1: reader holds CPU 1's object; 2: check it
+  std::atomic<bool> fail_cpu3{true};
+  auto poison = [](PerCpuObject* p) {
+    p->magic.store(kPoison, std::memory_order_relaxed);
+    delete p;
+  };
+  auto startup = [&](unsigned cpu) {
+    if (cpu == 3 && fail_cpu3.load()) {
+      while (phase.load() != 1) std::this_thread::yield();  // reader holds CPU 1's
+      return -EIO;
+    }
+    objs[cpu].store(new PerCpuObject, std::memory_order_release);
+    return 0;
+  };
+  auto teardown = [&](unsigned cpu) {
+    teardowns.emplace_back(cpu, d.cpu_online(cpu));
+    rcu::rcu_retire(objs[cpu].exchange(nullptr), poison);
+    return 0;
+  };
+  std::atomic<int> alive_checks{0};
+  auto reader = [&] {
+    rcu::ReadGuard guard;
+    PerCpuObject* held = nullptr;
+    while ((held = objs[1].load(std::memory_order_acquire)) == nullptr)
+      std::this_thread::yield();
+    phase.store(1);
+    while (phase.load() != 2) std::this_thread::yield();
+    if (held->magic.load(std::memory_order_relaxed) == kAlive) alive_checks.fetch_add(1);
+  };
+
+  std::thread r1(reader);
+  Result<StateId> failed =
+      d.setup_state(Section::kPrepare, "retire:pp", startup, teardown);
+  EXPECT_TRUE(Fails(failed, Errc::kCallbackFailed, {"CPU 3"}));
+  phase.store(2);
+  r1.join();
+  EXPECT_EQ(teardowns,
+            (std::vector<std::pair<unsigned, bool>>{{2, true}, {1, true}, {0, true}}));
+
+  teardowns.clear();
+  phase.store(0);
+  fail_cpu3.store(false);
+  Result<StateId> id = d.setup_state(Section::kPrepare, "retire:pp", startup, teardown);
+  ASSERT_TRUE(Succeeds(id));
+  std::thread r2(reader);
+  while (phase.load() != 1) std::this_thread::yield();
+  ASSERT_TRUE(Succeeds(d.remove_state(*id)));
+  phase.store(2);
+  r2.join();
+  EXPECT_EQ(teardowns, (std::vector<std::pair<unsigned, bool>>{
+                           {3, true}, {2, true}, {1, true}, {0, true}}));
+  EXPECT_EQ(alive_checks.load(), 2);
+  rcu::rcu_barrier();  // the retired objects are freed
+}
+
 TEST(DomainSparse, OnlyPossibleCpusExist) {
   auto possible = CpuMask::parse("0-3,8-11", 12);
   auto online = CpuMask::parse("0,2,9", 12);

@@ -31,6 +31,7 @@
   CPUHP_THREAD_ANNOTATION(try_acquire_capability(__VA_ARGS__))
 #define CPUHP_TRY_ACQUIRE_SHARED(...) \
   CPUHP_THREAD_ANNOTATION(try_acquire_shared_capability(__VA_ARGS__))
+#define CPUHP_ACQUIRED_AFTER(...) CPUHP_THREAD_ANNOTATION(acquired_after(__VA_ARGS__))
 #define CPUHP_EXCLUDES(...) CPUHP_THREAD_ANNOTATION(locks_excluded(__VA_ARGS__))
 #define CPUHP_ASSERT_CAPABILITY(x) CPUHP_THREAD_ANNOTATION(assert_capability(x))
 #define CPUHP_RETURN_CAPABILITY(x) CPUHP_THREAD_ANNOTATION(lock_returned(x))

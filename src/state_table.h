@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: MIT
+// The state table of a Domain: slots, names, labels (the kernel's
+// cpuhp_hp_states[] with cpuhp_reserve_state/cpuhp_store_callbacks).
+//
+// A slot goes kFree -> kReserved (reserve_state: name checked, callbacks
+// stored, the slot taken so nothing else can claim it while its startups run)
+// -> kInstalled (commit_state) -> kFree (release_state). Writers change both
+// the entry (guarded by the writers' lock) and its index mirror (names and
+// slots, guarded by index_mutex, read by the queries from any thread).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "domain_impl.h"
+
+namespace cpuhp {
+
+// Reserves `id` (dynamic: the lowest free slot of `section`) for `entry`.
+// Refuses an empty or used name, a full section, a bad or taken static id.
+Result<StateId> reserve_state(Domain::Impl& im, StateId id, Section section, bool dynamic,
+                              StateEntry entry) CPUHP_REQUIRES(im.writers);
+void commit_state(Domain::Impl& im, StateId id) CPUHP_REQUIRES(im.writers);
+void release_state(Domain::Impl& im, StateId id) CPUHP_REQUIRES(im.writers);
+
+// A built-in state, installed at construction.
+void install_builtin(Domain::Impl& im, StateId id, const char* name, StepCallback startup,
+                     StepCallback teardown) CPUHP_REQUIRES(im.writers);
+
+// "'name' (id)", or the bare id for an unnamed one. Any thread.
+std::string state_label(const Domain::Impl& im, StateId id);
+
+// The installed states, for Domain::states() / find_state(). Any thread.
+std::vector<StateInfo> installed_states(const Domain::Impl& im);
+
+// Whether a down must wait a grace period after clearing the online bit: a
+// PREPARE teardown (or a notifier, for DEAD) would free what readers reach.
+bool prepare_teardowns_installed(const Domain::Impl& im) CPUHP_REQUIRES(im.writers);
+
+}  // namespace cpuhp
