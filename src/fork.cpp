@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // fork() support for the RCU layer, and the call_rcu worker's signal mask.
 // The behaviour promised is in fork.h. How:
 //
@@ -45,6 +46,7 @@
 #include <mutex>
 
 // First, as in rcu.cpp: liburcu's struct urcu_reader and URCU_TLS(urcu_memb_reader).
+#include "cpuhp/diagnostics.h"
 #include "cpuhp/rcu.h"
 // Declarations (no _LGPL_SOURCE): register/unregister, synchronize, call_rcu
 // worker management and its fork handlers.
@@ -55,9 +57,7 @@ namespace cpuhp::detail {
 namespace {
 
 [[noreturn]] void die(const char* message) noexcept {
-  std::fprintf(stderr, "cpuhp: fork(): %s\n", message);
-  std::fflush(stderr);
-  std::abort();
+  detail::fatal("fork", "fork(): %s", message);
 }
 
 // ---- the gate --------------------------------------------------------------------

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The kernel spellings (cpuhp/kernel.h) on a process-wide default Domain.
 #include "cpuhp/kernel.h"
 
@@ -9,6 +10,8 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+
+#include "cpuhp/diagnostics.h"
 
 namespace cpuhp::kernel {
 namespace {
@@ -30,8 +33,7 @@ unsigned machine_possible_cpus() {
 }
 
 [[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "cpuhp: %s\n", what.c_str());
-  std::abort();
+  cpuhp::detail::fatal("kernel", "%s", what.c_str());
 }
 
 int fail(const Error& error) {

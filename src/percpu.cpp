@@ -1,13 +1,12 @@
+// SPDX-License-Identifier: MIT
 // PerCpu: the non-template half (registration with the Domain's shared
 // percpu state, the nearest-online search). See cpuhp/percpu.h.
-#include <cstdio>
-#include <cstdlib>
+#include "cpuhp/percpu.h"
+
 #include <stdexcept>
 #include <system_error>
 
-#include "cpuhp/percpu.h"
-#include "cpuhp/percpu_counter.h"
-#include "cpuhp/rcu.h"
+#include "cpuhp/diagnostics.h"
 #include "strf.h"
 
 namespace cpuhp::detail {
@@ -66,19 +65,8 @@ void PerCpuBase::throw_error(const Error& e) {
 }
 
 Status PerCpuBase::attach() {
-  // Refused here with a message that names the PerCpu (the Domain would refuse
-  // setup_multi_state()/add_instance() too, in its own words). Inside a
-  // callback or a register_begin() scope, add_instance() reports the deadlock.
-  if (rcu::rcu_read_section_held())
-    return named(Error(Errc::kWouldDeadlock,
-                       "constructing a PerCpu inside an RCU read section would deadlock: "
-                       "registration waits for hotplug, which waits for a grace period; "
-                       "leave the read section first"));
-  if (domain_->hotplug_lock().held_shared_by_this_thread())
-    return named(Error(Errc::kWouldDeadlock,
-                       "constructing a PerCpu while this thread holds the hotplug read "
-                       "lock would deadlock against a hotplug writer; release it first"));
-
+  // Where registration would deadlock (an RCU read section, the hotplug read
+  // lock, a callback, a scope) the Domain refuses it; named() says which PerCpu.
   Result<StateId> id = domain_->find_state(kPerCpuStateName);
   if (!id) {
     id = domain_->setup_multi_state(Section::kPrepare, kPerCpuStateName,
@@ -106,26 +94,13 @@ void PerCpuBase::detach() noexcept {
   registering_thread_.store(nullptr, std::memory_order_relaxed);
   if (!s) {
     // The instance would stay registered with a pointer to a dead object.
-    std::fprintf(stderr,
-                 "cpuhp::PerCpu '%s': destroyed where it cannot unregister (%s); "
-                 "destroy it outside RCU read sections, hotplug read locks, hotplug "
-                 "callbacks and register_begin() scopes\n",
-                 name_.c_str(), s.error().message().c_str());
-    std::fflush(stderr);
-    std::abort();
+    detail::fatal("PerCpu",
+                  "'%s' destroyed where it cannot unregister (%s); destroy it outside "
+                  "RCU read sections, hotplug read locks, hotplug callbacks and "
+                  "register_begin() scopes",
+                  name_.c_str(), s.error().message().c_str());
   }
   state_ = kStateOffline;
-}
-
-void percpu_counter_sum_in_read_section(const std::string& name) noexcept {
-  std::fprintf(stderr,
-               "cpuhp::PerCpuCounter '%s': sum() inside an RCU read section could "
-               "deadlock (it takes the hotplug read lock, and a CPU going down holds "
-               "the write lock while it waits for the grace period); call it outside "
-               "the read section, or use sum_approx()\n",
-               name.c_str());
-  std::fflush(stderr);
-  std::abort();
 }
 
 }  // namespace cpuhp::detail

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // PerCpuThreads: the kernel's smpboot on the state API (see the header).
 //
 // Per worker there are two channels:
@@ -47,6 +48,7 @@
 #include <thread>
 #include <utility>
 
+#include "cpuhp/diagnostics.h"
 #include "spin_wait.h"
 #include "strf.h"
 
@@ -134,19 +136,18 @@ auto guarded(const PerCpuThreads::Worker* w, const char* hook, F&& f) {
   try {
     return f();
   } catch (const std::exception& e) {
-    std::fprintf(stderr,
-                 "cpuhp: per-CPU thread '%s' (CPU %u): %s() threw: %s; hooks other "
-                 "than setup must not throw; aborting\n",
-                 PerCpuThreads::thread_name(w->owner->name(), w->cpu).c_str(), w->cpu,
-                 hook, e.what());
+    detail::fatal("PerCpuThreads",
+                  "per-CPU thread '%s' (CPU %u): %s() threw: %s; hooks other than setup "
+                  "must not throw",
+                  PerCpuThreads::thread_name(w->owner->name(), w->cpu).c_str(), w->cpu,
+                  hook, e.what());
   } catch (...) {
-    std::fprintf(stderr,
-                 "cpuhp: per-CPU thread '%s' (CPU %u): %s() threw a non-standard "
-                 "exception; hooks other than setup must not throw; aborting\n",
-                 PerCpuThreads::thread_name(w->owner->name(), w->cpu).c_str(), w->cpu,
-                 hook);
+    detail::fatal("PerCpuThreads",
+                  "per-CPU thread '%s' (CPU %u): %s() threw a non-standard exception; "
+                  "hooks other than setup must not throw",
+                  PerCpuThreads::thread_name(w->owner->name(), w->cpu).c_str(), w->cpu,
+                  hook);
   }
-  std::abort();
 }
 
 void call_hook(const PerCpuThreads::Worker* w, const char* hook,
@@ -290,9 +291,9 @@ void wait_reply(PerCpuThreads::Worker* w, std::unique_lock<std::mutex>& lk,
   while (!w->cv.wait_for(lk, PerCpuThreads::kStallWarning,
                          [w] { return w->reply != Reply::kNone; })) {
     waited += PerCpuThreads::kStallWarning.count();
-    std::fprintf(
-        stderr,
-        "cpuhp: still waiting after %lld s for per-CPU thread '%s' (CPU %u) to %s. "
+    detail::warn(
+        "PerCpuThreads",
+        "still waiting after %lld s for per-CPU thread '%s' (CPU %u) to %s. "
         "Its hooks run while this thread holds the domain's writers' lock and "
         "hotplug write lock: they must not call up/down/setup_state/remove_state, "
         "take the hotplug read lock, or wait for a thread that does, and run() "
@@ -380,9 +381,8 @@ Result<std::unique_ptr<PerCpuThreads>> PerCpuThreads::create(Domain& domain,
 
 PerCpuThreads::~PerCpuThreads() {
   if (Status s = stop(); !s) {
-    std::fprintf(stderr, "cpuhp: ~PerCpuThreads '%s': %s; aborting\n", name_.c_str(),
-                 s.error().message().c_str());
-    std::abort();
+    detail::fatal("PerCpuThreads", "~PerCpuThreads '%s': %s", name_.c_str(),
+                  s.error().message().c_str());
   }
   for (unsigned cpu = 0; cpu < domain_.capacity(); ++cpu)
     delete workers_[cpu].load(std::memory_order_relaxed);

@@ -1,9 +1,12 @@
+// SPDX-License-Identifier: MIT
 // RCU layer: the out-of-line parts of cpuhp/rcu.h (registration, grace periods,
 // callbacks). See the header for the contract.
 #include "cpuhp/rcu.h"
 
 #include <cxxabi.h>
 #include <pthread.h>
+
+#include "cpuhp/diagnostics.h"
 // Declarations only (no _LGPL_SOURCE): register/unregister, synchronize,
 // call_rcu, barrier. The read side comes from the header's static include.
 #include <urcu/urcu-memb.h>
@@ -49,9 +52,7 @@ char tsan_barrier_token;
 #endif
 
 [[noreturn]] void die(const char* message) noexcept {
-  std::fprintf(stderr, "cpuhp::rcu: %s\n", message);
-  std::fflush(stderr);
-  std::abort();
+  cpuhp::detail::fatal("rcu", "%s", message);
 }
 
 // Registrations made by cpuhp and not yet ended. A statistic for tests: relaxed,
@@ -122,16 +123,16 @@ void run_callback(rcu_head* head) noexcept {
     int status = 0;
     const std::unique_ptr<char, void (*)(void*)> type(
         abi::__cxa_demangle(typeid(e).name(), nullptr, nullptr, &status), &std::free);
-    std::fprintf(stderr,
-                 "cpuhp::rcu: exception escaped an RCU callback (rcu_call/rcu_retire): "
-                 "%s: %s; later callbacks still run\n",
-                 type ? type.get() : typeid(e).name(), e.what());
-    std::fflush(stderr);
+    cpuhp::detail::warn(
+        "rcu",
+        "exception escaped an RCU callback (rcu_call/rcu_retire): %s: %s; later "
+        "callbacks still run",
+        type ? type.get() : typeid(e).name(), e.what());
   } catch (...) {
-    std::fprintf(stderr,
-                 "cpuhp::rcu: exception escaped an RCU callback (rcu_call/rcu_retire): "
-                 "unknown exception type; later callbacks still run\n");
-    std::fflush(stderr);
+    cpuhp::detail::warn(
+        "rcu",
+        "exception escaped an RCU callback (rcu_call/rcu_retire): unknown "
+        "exception type; later callbacks still run");
   }
   node->destroy(node);
   --t_callback_depth;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // HostCpus: a Domain that follows this machine's CPUs. See cpuhp/host.h.
 #include "cpuhp/host.h"
 
@@ -20,6 +21,7 @@
 
 #include "../json.h"
 #include "../strf.h"
+#include "cpuhp/diagnostics.h"
 #include "sources.h"
 #include "uevent.h"
 
@@ -142,7 +144,7 @@ struct HostCpus::Impl {
     if (opt.on_warning) {
       opt.on_warning(msg);
     } else {
-      std::fprintf(stderr, "cpuhp host: %s\n", msg.c_str());
+      detail::warn("HostCpus", "%s", msg.c_str());
     }
   }
 
