@@ -78,12 +78,13 @@ int run_one(Domain::Impl& im, const Call& call, std::string* why)
     const InstanceCallback& cb = call.startup ? e.instance_startup : e.instance_teardown;
     if (!cb) return 0;
     return run_guarded(
-        im, call, "hotplug callback", [&] { return cb(call.cpu, call.instance); }, why);
+        im, call, "hotplug callback", e.name, [&] { return cb(call.cpu, call.instance); },
+        why);
   }
   const StepCallback& cb = call.startup ? e.startup : e.teardown;
   if (!cb) return 0;
   return run_guarded(
-      im, call, "hotplug callback", [&] { return cb(call); }, why);
+      im, call, "hotplug callback", e.name, [&] { return cb(call); }, why);
 }
 
 // A failure that cannot fail anything: say so and go on, as the kernel does.
@@ -165,7 +166,8 @@ int call_catching(const std::function<int()>& fn, std::string* why) noexcept {
 }
 
 int run_guarded(Domain::Impl& im, const Call& call, const char* kind,
-                const std::function<int()>& fn, std::string* why) {
+                const std::string& name, const std::function<int()>& fn,
+                std::string* why) {
   im.writers.assert_held("running a callback");
   const long long begin = now_ns();
   int rc;
@@ -187,7 +189,7 @@ int invoke_callback(Domain::Impl& im, const Call& call, std::string* why) {
   const bool injectable = e.teardown_may_veto ? !call.startup : call.startup;
   if (!call.rollback && injectable && take_injection(im, call.cpu, call.state)) {
     (void)run_guarded(
-        im, call, "hotplug callback", [] { return -EIO; }, nullptr);
+        im, call, "hotplug callback", e.name, [] { return -EIO; }, nullptr);
     if (why != nullptr) *why = "injected failure (inject_failure)";
     return -EIO;
   }

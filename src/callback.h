@@ -28,9 +28,10 @@ int invoke_callback(Domain::Impl& im, const Call& call, std::string* why)
 
 // The guarded core of invoke_callback, for calls that are not a state's
 // callback (POST_DEAD): runs fn marked as `kind` on this thread, converts a
-// throw, shows the observer an event for (call.cpu, call.state).
+// throw, shows the observer an event for (call.cpu, call.state) named `name`
+// (which must outlive the call).
 int run_guarded(Domain::Impl& im, const Call& call, const char* kind,
-                const std::function<int()>& fn, std::string* why)
+                const std::string& name, const std::function<int()>& fn, std::string* why)
     CPUHP_REQUIRES(im.writers);
 
 // Calls fn, converting a positive return into its negative and a throw into

@@ -104,9 +104,10 @@ void install_notifier_states(Domain::Impl& im) {
 
 void notify_post_dead(Domain::Impl& im, unsigned cpu, bool frozen) {
   if (im.chain.empty()) return;
+  static const std::string name = "notify:post_dead";
   const Call call{cpu, kStateOffline, false, false, frozen, nullptr};
   (void)run_guarded(
-      im, call, "POST_DEAD notifier callback",
+      im, call, "POST_DEAD notifier callback", name,
       [&]() CPUHP_NO_THREAD_SAFETY_ANALYSIS {
         (void)notify(im, with_frozen(kCpuPostDead, frozen), cpu, -1, nullptr);
         return 0;
