@@ -107,7 +107,7 @@ void TraceRecorder::record(const CallbackEvent& e) {
   const std::string& name = e.name != nullptr && !e.name->empty() ? *e.name : kUnnamed;
   callbacks_.push_back(Callback{e.begin_ns, e.end_ns, e.cpu, e.state,
                                 intern_locked(e.state, name), e.startup, e.rollback,
-                                e.result});
+                                e.result, e.instance});
 }
 
 void TraceRecorder::record_operation(std::string name, int cpu, long long begin_ns,
@@ -203,11 +203,13 @@ void TraceRecorder::write_json(std::ostream& out) const {
                    micros(c.begin_ns, base).c_str(), tid, c.cpu,
                    json_string(name).c_str()));
     if (!c.rollback) in_rollback.erase(c.cpu);
-    w.event(strf(R"("name":%s,"cat":"%s","ph":"X","ts":%s,"dur":%s,"pid":1,"tid":%d,)"
-                 R"("args":{"cpu":%u,"state":%d,"direction":"%s","result":%d})",
-                 json_string(name).c_str(), cat, micros(c.begin_ns, base).c_str(),
-                 micros(std::max(c.end_ns, c.begin_ns), c.begin_ns).c_str(), tid, c.cpu,
-                 c.state, c.startup ? "startup" : "teardown", c.result));
+    w.event(strf(
+        R"("name":%s,"cat":"%s","ph":"X","ts":%s,"dur":%s,"pid":1,"tid":%d,)"
+        R"("args":{"cpu":%u,"state":%d,"direction":"%s","result":%d%s})",
+        json_string(name).c_str(), cat, micros(c.begin_ns, base).c_str(),
+        micros(std::max(c.end_ns, c.begin_ns), c.begin_ns).c_str(), tid, c.cpu, c.state,
+        c.startup ? "startup" : "teardown", c.result,
+        c.instance != nullptr ? strf(R"(,"instance":"%p")", c.instance).c_str() : ""));
     if (c.result != 0)
       w.event(strf(R"("name":%s,"cat":"failure","ph":"i","s":"t","ts":%s,"pid":1,)"
                    R"("tid":%d,"args":{"cpu":%u,"state":%d,"result":%d,"error":%s})",

@@ -30,7 +30,8 @@
 //     track of CPU `cpu`, named "CPU <cpu>" by "M" (metadata) events.
 //   * every callback is an "X" (complete) event on its CPU's track, named
 //     after the state, category "startup", "teardown" or "rollback", with
-//     args {cpu, state, result}; ts and dur are microseconds (fractional)
+//     args {cpu, state, direction, result} plus "instance" (its address) for
+//     a multi-instance state; ts and dur are microseconds (fractional)
 //     since the first recorded event.
 //   * an "i" (instant) event marks each failed callback (result != 0; an
 //     injected failure is one) and the start of each rollback run on a CPU.
@@ -107,6 +108,7 @@ class TraceRecorder {
     std::uint32_t name;  // index into names_
     bool startup, rollback;
     int result;
+    const void* instance;  // multi-instance state: the instance; else nullptr
   };
   struct Operation {
     long long begin_ns, end_ns;

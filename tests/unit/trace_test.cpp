@@ -156,6 +156,40 @@ TEST(TraceRecorder, RecordsEveryCallbackOfATransitionOnTheCpusTrack) {
   ASSERT_TRUE(d.remove_state(*prep).ok());
 }
 
+// A multi-instance state runs once per (CPU, instance): each run is its own
+// event, and args name the instance.
+TEST(TraceRecorder, MultiInstanceCallbacksNameTheirInstance) {
+  Domain d(2, 2);
+  TraceRecorder rec;
+  rec.attach(d);
+  auto id = d.setup_multi_state(
+      Section::kOnline, "test:multi", [](unsigned, void*) { return 0; }, nullptr);
+  ASSERT_TRUE(id.ok());
+  int a = 0, b = 0;
+  ASSERT_TRUE(d.add_instance(*id, &a).ok());
+  ASSERT_TRUE(d.add_instance(*id, &b).ok());
+  const std::size_t before = rec.callback_events();
+  ASSERT_TRUE(d.down(1).ok());
+  ASSERT_TRUE(d.up(1).ok());
+  rec.detach(d);
+  std::vector<std::string> instances;  // of CPU 1's test:multi startups, in order
+  const Json doc = trace_of(rec);
+  for (const Json* e : with_phase(events_of(doc), "X"))
+    if (e->str("name") == "test:multi" && e->num("tid") == 2 &&
+        e->str("cat") == "startup")
+      instances.push_back(e->get("args")->str("instance"));
+  std::ostringstream pa, pb;
+  pa << static_cast<const void*>(&a);
+  pb << static_cast<const void*>(&b);
+  // Once each when added, then once each when CPU 1 came back up.
+  EXPECT_EQ(instances,
+            (std::vector<std::string>{pa.str(), pb.str(), pa.str(), pb.str()}));
+  EXPECT_GT(rec.callback_events(), before);
+  ASSERT_TRUE(d.remove_instance(*id, &a).ok());
+  ASSERT_TRUE(d.remove_instance(*id, &b).ok());
+  ASSERT_TRUE(d.remove_state(*id).ok());
+}
+
 TEST(TraceRecorder, FailuresAndRollbacksGetInstantEvents) {
   Domain d(4, 2);
   TraceRecorder rec;
