@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // TraceRecorder: Domain callbacks to Chrome trace-event JSON.
 #include "cpuhp/trace.h"
 
@@ -98,7 +99,7 @@ std::uint32_t TraceRecorder::intern_locked(StateId state, const std::string& nam
 }
 
 void TraceRecorder::record(const CallbackEvent& e) {
-  std::lock_guard lock(mutex_);
+  detail::MutexLock lock(mutex_);
   if (full_locked()) {
     ++dropped_;
     return;
@@ -112,7 +113,7 @@ void TraceRecorder::record(const CallbackEvent& e) {
 
 void TraceRecorder::record_operation(std::string name, int cpu, long long begin_ns,
                                      long long end_ns, std::string error) {
-  std::lock_guard lock(mutex_);
+  detail::MutexLock lock(mutex_);
   if (full_locked()) {
     ++dropped_;
     return;
@@ -122,7 +123,7 @@ void TraceRecorder::record_operation(std::string name, int cpu, long long begin_
 }
 
 void TraceRecorder::record_instant(std::string name, int cpu, long long ts_ns) {
-  std::lock_guard lock(mutex_);
+  detail::MutexLock lock(mutex_);
   if (full_locked()) {
     ++dropped_;
     return;
@@ -131,22 +132,22 @@ void TraceRecorder::record_instant(std::string name, int cpu, long long ts_ns) {
 }
 
 std::size_t TraceRecorder::callback_events() const {
-  std::lock_guard lock(mutex_);
+  detail::MutexLock lock(mutex_);
   return callbacks_.size();
 }
 
 std::size_t TraceRecorder::operations() const {
-  std::lock_guard lock(mutex_);
+  detail::MutexLock lock(mutex_);
   return operations_.size();
 }
 
 std::size_t TraceRecorder::dropped() const {
-  std::lock_guard lock(mutex_);
+  detail::MutexLock lock(mutex_);
   return dropped_;
 }
 
 void TraceRecorder::clear() {
-  std::lock_guard lock(mutex_);
+  detail::MutexLock lock(mutex_);
   callbacks_.clear();
   operations_.clear();
   instants_.clear();
@@ -154,7 +155,7 @@ void TraceRecorder::clear() {
 }
 
 void TraceRecorder::write_json(std::ostream& out) const {
-  std::lock_guard lock(mutex_);
+  detail::MutexLock lock(mutex_);
 
   long long base = std::numeric_limits<long long>::max();
   std::set<int> cpus;

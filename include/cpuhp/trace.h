@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // cpuhp/trace.h — a Chrome trace-event recorder for a Domain (the cpuhp
 // counterpart of the kernel's cpuhp_enter/cpuhp_exit tracepoints).
 //
@@ -46,10 +47,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <iosfwd>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "cpuhp/detail/mutex.h"
 #include "cpuhp/error.h"
 #include "cpuhp/states.h"
 
@@ -121,17 +122,19 @@ class TraceRecorder {
     std::string name;
   };
 
-  bool full_locked() const;
-  std::uint32_t intern_locked(StateId state, const std::string& name);
+  bool full_locked() const CPUHP_REQUIRES(mutex_);
+  std::uint32_t intern_locked(StateId state, const std::string& name)
+      CPUHP_REQUIRES(mutex_);
 
   const Options options_;
-  mutable std::mutex mutex_;
-  std::vector<Callback> callbacks_;
-  std::vector<Operation> operations_;
-  std::vector<Instant> instants_;
-  std::vector<std::string> names_;
-  std::vector<std::uint32_t> name_by_state_;  // kNumStates entries; UINT32_MAX: none
-  std::size_t dropped_ = 0;
+  mutable detail::Mutex mutex_;
+  std::vector<Callback> callbacks_ CPUHP_GUARDED_BY(mutex_);
+  std::vector<Operation> operations_ CPUHP_GUARDED_BY(mutex_);
+  std::vector<Instant> instants_ CPUHP_GUARDED_BY(mutex_);
+  std::vector<std::string> names_ CPUHP_GUARDED_BY(mutex_);
+  // kNumStates entries; UINT32_MAX: none
+  std::vector<std::uint32_t> name_by_state_ CPUHP_GUARDED_BY(mutex_);
+  std::size_t dropped_ CPUHP_GUARDED_BY(mutex_) = 0;
 };
 
 }  // namespace cpuhp

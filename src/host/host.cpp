@@ -21,6 +21,7 @@
 
 #include "../json.h"
 #include "../strf.h"
+#include "cpuhp/detail/mutex.h"
 #include "cpuhp/diagnostics.h"
 #include "sources.h"
 #include "uevent.h"
@@ -109,16 +110,17 @@ struct HostCpus::Impl {
   std::unique_ptr<Domain> domain;
 
   // ---- guarded by apply_mu: the inputs last applied, failure memory ----
-  std::mutex apply_mu;
-  host::CgroupLayout layout;
-  std::optional<HostSnapshot> last;
-  std::vector<signed char> reported_failure;  // per CPU: +1 up, -1 down, 0 none
-  std::string last_warning;
-  std::map<int, std::string> watches;  // inotify wd -> directory
+  detail::Mutex apply_mu;
+  host::CgroupLayout layout CPUHP_GUARDED_BY(apply_mu);
+  std::optional<HostSnapshot> last CPUHP_GUARDED_BY(apply_mu);
+  // per CPU: +1 up, -1 down, 0 none
+  std::vector<signed char> reported_failure CPUHP_GUARDED_BY(apply_mu);
+  std::string last_warning CPUHP_GUARDED_BY(apply_mu);
+  std::map<int, std::string> watches CPUHP_GUARDED_BY(apply_mu);  // inotify wd -> dir
 
   // ---- published copy for snapshot() ----
-  mutable std::mutex snap_mu;
-  std::optional<HostSnapshot> published;
+  mutable detail::Mutex snap_mu;
+  std::optional<HostSnapshot> published CPUHP_GUARDED_BY(snap_mu);
 
   // ---- stats ----
   std::atomic<std::uint64_t> uevents_accepted{0}, uevents_ignored{0}, uevents_forged{0},
@@ -135,7 +137,7 @@ struct HostCpus::Impl {
 
   static thread_local const Impl* applying;  // this thread runs recompute()
 
-  void warn(const std::string& msg, bool dedup) {
+  void warn(const std::string& msg, bool dedup) CPUHP_REQUIRES(apply_mu) {
     if (dedup) {
       if (msg == last_warning) return;
       last_warning = msg;
@@ -149,7 +151,7 @@ struct HostCpus::Impl {
   }
 
   void publish(const HostSnapshot& s) {
-    std::lock_guard<std::mutex> g(snap_mu);
+    detail::MutexLock g(snap_mu);
     published = s;
   }
 
@@ -196,7 +198,8 @@ struct HostCpus::Impl {
   // Makes the domain match `snap`. apply_mu held (or creation). `report`:
   // false for the initial synchronisation (nobody listens yet). Returns the
   // first error when !report (creation must fail loudly).
-  Status apply(const HostSnapshot& snap, const Trigger& t, bool report) {
+  Status apply(const HostSnapshot& snap, const Trigger& t, bool report)
+      CPUHP_REQUIRES(apply_mu) {
     Domain& d = *domain;
     const HostSnapshot* prev = last ? &*last : nullptr;
     Status first_error;
@@ -204,7 +207,7 @@ struct HostCpus::Impl {
       if (first_error.ok()) first_error = e;
     };
 
-    auto run = [&](unsigned cpu, bool up) {
+    auto run = [&](unsigned cpu, bool up) CPUHP_REQUIRES(apply_mu) {
       Status s = up ? d.up(cpu) : d.down(cpu);
       const auto end = Clock::now();
       const unsigned in = inputs_for(prev, snap, cpu);
@@ -262,7 +265,7 @@ struct HostCpus::Impl {
     return first_error;
   }
 
-  void rewatch() {
+  void rewatch() CPUHP_REQUIRES(apply_mu) {
     if (inotify_fd < 0) return;
     for (const auto& [wd, dir] : watches) (void)::inotify_rm_watch(inotify_fd, wd);
     watches.clear();
@@ -281,7 +284,7 @@ struct HostCpus::Impl {
   }
 
   // Re-reads the inputs and applies them. apply_mu held.
-  Status recompute(const Trigger& t) {
+  Status recompute(const Trigger& t) CPUHP_REQUIRES(apply_mu) {
     const Impl* outer = applying;
     applying = this;
     struct Restore {
@@ -354,7 +357,7 @@ struct HostCpus::Impl {
       const int n = ::ppoll(fds.data(), fds.size(), tsp, nullptr);
       const auto arrival = Clock::now();
       if (n < 0 && errno != EINTR) {
-        std::lock_guard<std::mutex> g(apply_mu);
+        detail::MutexLock g(apply_mu);
         warn(strf("follower: poll: %s", std::strerror(errno)), true);
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
         continue;
@@ -419,7 +422,7 @@ struct HostCpus::Impl {
         next_tick = arrival + period;
       }
       if (t.uevent || t.cgroup || tick) {
-        std::lock_guard<std::mutex> g(apply_mu);
+        detail::MutexLock g(apply_mu);
         (void)recompute(t);
       }
     }
@@ -450,55 +453,60 @@ Result<std::unique_ptr<HostCpus>> HostCpus::create(HostOptions options) {
   auto impl = std::make_unique<Impl>(std::move(options));
   Impl& im = *impl;
 
-  auto snap = host::read_snapshot(im.opt.root, nullptr, &im.layout, nullptr);
-  if (!snap.ok()) return snap.error();
-  if (snap->wanted.empty())
-    return Error(
-        Errc::kInvalidArgument,
-        strf("no CPU of %s is usable: sysfs online %s, present %s, affinity %s, "
-             "cpuset %s%s%s",
-             im.opt.root.c_str(), list_or_none(snap->sysfs_online).c_str(),
-             list_or_none(snap->present).c_str(), list_or_none(snap->affinity).c_str(),
-             list_or_none(snap->cpuset).c_str(),
-             snap->cpuset_files.empty() ? "" : " from ",
-             snap->cpuset_files.empty() ? "" : snap->cpuset_files[0].c_str()));
-  im.possible = snap->possible;
-  im.domain = std::make_unique<Domain>(snap->possible, snap->wanted);
-  im.domain->set_host_bound(im.opt.host_bound.value_or(is_real_root(im.opt.root)));
-  im.reported_failure.assign(snap->capacity, 0);
-  Impl::Trigger initial;
-  initial.arrival = Clock::now();
-  if (Status s = im.apply(*snap, initial, /*report=*/false); !s)
-    return Error(s.error().code(),
-                 "cannot bring the domain to the host's CPUs: " + s.error().message());
-  im.last = *snap;
-  im.publish(*snap);
+  {
+    // Nobody else sees the object yet; the lock states what it guards, and is
+    // released before the follower starts.
+    detail::MutexLock applying(im.apply_mu);
+    auto snap = host::read_snapshot(im.opt.root, nullptr, &im.layout, nullptr);
+    if (!snap.ok()) return snap.error();
+    if (snap->wanted.empty())
+      return Error(
+          Errc::kInvalidArgument,
+          strf("no CPU of %s is usable: sysfs online %s, present %s, affinity %s, "
+               "cpuset %s%s%s",
+               im.opt.root.c_str(), list_or_none(snap->sysfs_online).c_str(),
+               list_or_none(snap->present).c_str(), list_or_none(snap->affinity).c_str(),
+               list_or_none(snap->cpuset).c_str(),
+               snap->cpuset_files.empty() ? "" : " from ",
+               snap->cpuset_files.empty() ? "" : snap->cpuset_files[0].c_str()));
+    im.possible = snap->possible;
+    im.domain = std::make_unique<Domain>(snap->possible, snap->wanted);
+    im.domain->set_host_bound(im.opt.host_bound.value_or(is_real_root(im.opt.root)));
+    im.reported_failure.assign(snap->capacity, 0);
+    Impl::Trigger initial;
+    initial.arrival = Clock::now();
+    if (Status s = im.apply(*snap, initial, /*report=*/false); !s)
+      return Error(s.error().code(),
+                   "cannot bring the domain to the host's CPUs: " + s.error().message());
+    im.last = *snap;
+    im.publish(*snap);
 
-  if (im.opt.follow) {
-    if (im.opt.uevents) {
-      auto sock = host::UeventSocket::open();
-      if (sock.ok()) {
-        im.uevents.emplace(std::move(*sock));
-      } else {
-        im.warn(sock.error().message() +
-                    "; kernel CPU hotplug is seen by the periodic re-check only",
-                true);
+    if (im.opt.follow) {
+      if (im.opt.uevents) {
+        auto sock = host::UeventSocket::open();
+        if (sock.ok()) {
+          im.uevents.emplace(std::move(*sock));
+        } else {
+          im.warn(sock.error().message() +
+                      "; kernel CPU hotplug is seen by the periodic re-check only",
+                  true);
+        }
       }
-    }
-    if (im.opt.cgroup_events) {
-      im.inotify_fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-      if (im.inotify_fd < 0) {
-        im.warn(strf("inotify_init1: %s; cpuset changes are seen by the periodic "
-                     "re-check only",
-                     std::strerror(errno)),
-                true);
-      } else {
-        im.rewatch();
+      if (im.opt.cgroup_events) {
+        im.inotify_fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (im.inotify_fd < 0) {
+          im.warn(strf("inotify_init1: %s; cpuset changes are seen by the periodic "
+                       "re-check only",
+                       std::strerror(errno)),
+                  true);
+        } else {
+          im.rewatch();
+        }
       }
+      im.wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+      if (im.wake_fd < 0)
+        return Error(Errc::kSystem, strf("eventfd: %s", std::strerror(errno)));
     }
-    im.wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (im.wake_fd < 0)
-      return Error(Errc::kSystem, strf("eventfd: %s", std::strerror(errno)));
   }
   // The object exists before the follower starts (so a pointer to it that the
   // program publishes is all on_change needs).
@@ -524,7 +532,7 @@ const CpuMask& HostCpus::possible() const noexcept { return impl_->possible; }
 const std::string& HostCpus::root() const noexcept { return impl_->opt.root; }
 
 HostSnapshot HostCpus::snapshot() const {
-  std::lock_guard<std::mutex> g(impl_->snap_mu);
+  detail::MutexLock g(impl_->snap_mu);
   return *impl_->published;
 }
 
@@ -554,7 +562,7 @@ Status HostCpus::refresh() {
   if (Status s = impl_->check_context("refresh()"); !s) return s;
   Impl::Trigger t;
   t.arrival = Clock::now();
-  std::lock_guard<std::mutex> g(impl_->apply_mu);
+  detail::MutexLock g(impl_->apply_mu);
   return impl_->recompute(t);
 }
 
@@ -578,7 +586,7 @@ Result<UeventVerdict> HostCpus::deliver_uevent(std::string_view datagram,
   Impl::Trigger t;
   t.uevent = true;
   t.arrival = arrival;
-  std::lock_guard<std::mutex> g(im.apply_mu);
+  detail::MutexLock g(im.apply_mu);
   if (Status s = im.recompute(t); !s) return s.error();
   return check.verdict;
 }
