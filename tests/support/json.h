@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A small strict JSON parser (RFC 8259) for tests that check the JSON cpuhp
 // writes (trace files, torture summaries, host reports) by structure rather
 // than by searching for substrings.
@@ -20,14 +21,12 @@ struct Json {
   double number = 0;
   std::string string;
   std::vector<Json> array;
-  std::vector<std::pair<std::string, Json>> object;
+  // Not std::pair<std::string, Json>: clang with libstdc++ 12 refuses a pair
+  // of an incomplete type here; a member type defined below is fine.
+  struct Member;
+  std::vector<Member> object;
 
-  const Json* get(std::string_view key) const {
-    if (kind != kObject) return nullptr;
-    for (const auto& [k, v] : object)
-      if (k == key) return &v;
-    return nullptr;
-  }
+  const Json* get(std::string_view key) const;
   std::string str(std::string_view key) const {
     const Json* v = get(key);
     return v != nullptr && v->kind == kString ? v->string : std::string();
@@ -37,6 +36,18 @@ struct Json {
     return v != nullptr && v->kind == kNumber ? v->number : fallback;
   }
 };
+
+struct Json::Member {
+  std::string key;
+  Json value;
+};
+
+inline const Json* Json::get(std::string_view key) const {
+  if (kind != kObject) return nullptr;
+  for (const Member& m : object)
+    if (m.key == key) return &m.value;
+  return nullptr;
+}
 
 class JsonParser {
  public:
@@ -112,7 +123,7 @@ class JsonParser {
       ++pos_;
       Json v;
       if (!value(v, depth + 1)) return false;
-      out.object.emplace_back(std::move(key), std::move(v));
+      out.object.push_back(Json::Member{std::move(key), std::move(v)});
       ws();
       if (pos_ < t_.size() && t_[pos_] == ',') {
         ++pos_;
