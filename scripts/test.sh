@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what is missing, then builds and runs the whole suite three times:
-# Release (unit, stress, install, benchmark smoke), ThreadSanitizer, and
+# Installs what is missing, then builds and runs the suite: Release (unit,
+# stress, regression, install, benchmark smoke), clang (thread-safety analysis
+# as errors; unit tests), ThreadSanitizer, and
 # AddressSanitizer+UndefinedBehaviorSanitizer, each in its own build folder.
 # Stress length: CPUHP_STRESS_SECONDS (default a few seconds per test).
 set -euo pipefail
@@ -24,6 +25,12 @@ run_suite() {
 build build -DCMAKE_BUILD_TYPE=Release
 run_suite build
 
+# clang, with -Wthread-safety as an error on the library: the lock
+# annotations (GUARDED_BY, REQUIRES, ...) hold. The unit tests run there too.
+build build-clang -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ \
+  -DCMAKE_C_COMPILER=clang -DCPUHP_BUILD_BENCH=OFF
+run_suite build-clang -L unit
+
 build build-tsan -DCPUHP_SANITIZE=thread -DCPUHP_BUILD_BENCH=OFF
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_suite build-tsan
 
@@ -31,4 +38,4 @@ build build-asan -DCPUHP_SANITIZE=address -DCPUHP_BUILD_BENCH=OFF
 ASAN_OPTIONS="detect_leaks=1 abort_on_error=1" \
   UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1" run_suite build-asan
 
-echo "cpuhp: all suites passed (Release, TSan, ASan+UBSan)"
+echo "cpuhp: all suites passed (Release, clang, TSan, ASan+UBSan)"
