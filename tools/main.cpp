@@ -4,12 +4,15 @@
 #include "cpuhp/cpumask.h"
 #include "demo.h"
 #include "host_cmd.h"
+#include "option_checks.h"
 #include "states_cmd.h"
 #include "torture.h"
 #include "trace_cmd.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"cpuhp: CPU hotplug for user space"};
+  // Every floating-point option is checked by FiniteRange (option_checks.h):
+  // CLI::Range lets NaN through.
   app.require_subcommand(1);
 
   cpuhp::tool::DemoOptions demo;
@@ -22,7 +25,7 @@ int main(int argc, char** argv) {
   demo_cmd->add_option("--online", demo.online, "CPUs online at start")
       ->check(CLI::Range(1u, cpuhp::kMaxCpus));
   demo_cmd->add_option("--seconds", demo.seconds, "Duration")
-      ->check(CLI::Range(0.1, 3600.0));
+      ->check(cpuhp::tool::FiniteRange(0.1, 3600.0));
   demo_cmd->add_option("--rcu-readers", demo.rcu_readers, "RCU reader threads")
       ->check(CLI::Range(0u, 64u));
   demo_cmd->add_option("--lock-readers", demo.lock_readers, "Hotplug-lock reader threads")
@@ -30,7 +33,7 @@ int main(int argc, char** argv) {
   demo_cmd
       ->add_option("--failure-rate", demo.failure_rate,
                    "Fraction of hotplug attempts with an injected failure")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(cpuhp::tool::FiniteRange(0.0, 1.0));
   demo_cmd->add_option("--seed", demo.seed, "Random seed");
 
   int cpu = -1;
@@ -38,7 +41,7 @@ int main(int argc, char** argv) {
                                             "Print the demo domain's state table (like "
                                             "/sys/devices/system/cpu/hotplug/states)");
   states_cmd->add_option("--cpu", cpu, "Show one CPU's state and target instead")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, static_cast<int>(cpuhp::kMaxCpus) - 1));
 
   cpuhp::tool::TortureOptions torture;
   CLI::App* torture_cmd = app.add_subcommand(
@@ -53,7 +56,7 @@ int main(int argc, char** argv) {
       ->add_option("--online", torture.online, "CPUs online at start (default: all)")
       ->check(CLI::Range(1u, cpuhp::kMaxCpus));
   torture_cmd->add_option("--seconds", torture.seconds, "Duration")
-      ->check(CLI::Range(0.1, 86400.0))
+      ->check(cpuhp::tool::FiniteRange(0.1, 86400.0))
       ->capture_default_str();
   torture_cmd->add_option("--rcu-readers", torture.rcu_readers, "RCU reader threads")
       ->check(CLI::Range(0u, 64u))
@@ -70,7 +73,7 @@ int main(int argc, char** argv) {
   torture_cmd
       ->add_option("--failure-rate", torture.failure_rate,
                    "Fraction of hotplug attempts with an injected failure")
-      ->check(CLI::Range(0.0, 1.0))
+      ->check(cpuhp::tool::FiniteRange(0.0, 1.0))
       ->capture_default_str();
   torture_cmd
       ->add_option("--churn", torture.churn,
@@ -120,7 +123,7 @@ int main(int argc, char** argv) {
   trace_cmd
       ->add_option("--failure-rate", trace.failure_rate,
                    "Fraction of hotplug attempts with an injected failure")
-      ->check(CLI::Range(0.0, 1.0))
+      ->check(cpuhp::tool::FiniteRange(0.0, 1.0))
       ->capture_default_str();
   trace_cmd->add_option("--seed", trace.seed, "Random seed")->capture_default_str();
 

@@ -2,7 +2,8 @@
 // subcommand runs (short durations), torture's JSON has the promised fields
 // and exits 0, a deliberately broken configuration (--break-grace-period)
 // makes torture report violations and exit 1, the watchdog turns a stall into
-// exit 3, trace writes Chrome trace-event JSON, and bad options exit 2.
+// exit 3, trace writes Chrome trace-event JSON, and bad options exit 2 (NaN
+// and +-inf included).
 // The tool is found next to this binary's build folder (build/tests/.. ->
 // build/tools/cpuhp); without it (CPUHP_BUILD_TOOLS=OFF) the tests skip.
 #include <gtest/gtest.h>
@@ -257,12 +258,57 @@ TEST_F(ToolTest, BadOptionsAreUsageErrorsWithStatusTwo) {
        {"", "bogus", "torture --bogus", "torture --cpus 1", "torture --failure-rate 2",
         "torture --seconds x", "torture --cpus 4 --online 5", "torture --churn 99",
         "trace", "trace --out x.json --scenario nope", "trace --out x.json --cpus 0",
-        "trace --out x.json --cpus 4 --online 9", "demo --seconds 0",
-        "states --cpu -1"}) {
+        "trace --out x.json --cpus 4 --online 9", "demo --seconds 0", "states --cpu -1",
+        "states --cpu nan", "states --cpu inf", "host --recheck-ms nan",
+        "host --recheck-ms -1"}) {
     const ToolRun r = run_tool(args);
     EXPECT_EQ(r.status, 2) << "cpuhp " << args << "\n" << describe(r);
     EXPECT_FALSE(r.err.empty()) << "cpuhp " << args << ": no message on stderr";
   }
+}
+
+// Every floating-point option refuses NaN, +-inf and values out of range
+// (CLI::Range let NaN through: `torture --seconds nan` checked nothing and
+// exited 0), with exit 2 and a message that names the option and the text,
+// and nothing done (trace wrote no file).
+TEST_F(ToolTest, FloatingPointOptionsRefuseNanInfinityAndOutOfRange) {
+  const auto out = std::filesystem::path(testing::TempDir()) /
+                   ("cpuhp_tool_test_nan_" + std::to_string(::getpid()) + ".json");
+  const std::string trace = "trace --transitions 1 --out '" + out.string() + "'";
+  // (A short --seconds where it is not the option under test: before the
+  // fix each of these runs went ahead.)
+  const std::vector<std::pair<std::string, std::string>> options = {
+      {"demo", "--seconds"},
+      {"demo --seconds 0.2", "--failure-rate"},
+      {"torture", "--seconds"},
+      {"torture --seconds 0.2", "--failure-rate"},
+      {trace, "--failure-rate"}};
+  for (const auto& [command, option] : options) {
+    for (const char* bad :
+         {"nan", "NaN", "-nan", "inf", "-inf", "infinity", "1e999", "-0.5", "-1", "x"}) {
+      const std::string args = command + " " + option + " " + bad;
+      const ToolRun r = run_tool(args);
+      EXPECT_EQ(r.status, 2) << "cpuhp " << args << "\n" << describe(r);
+      EXPECT_NE(r.err.find(option), std::string::npos)
+          << "cpuhp " << args << ": the message does not name the option\n"
+          << describe(r);
+      EXPECT_NE(r.err.find(std::string("'") + bad + "'"), std::string::npos)
+          << "cpuhp " << args << ": the message does not quote the text\n"
+          << describe(r);
+      EXPECT_EQ(r.out.find("report"), std::string::npos) << "cpuhp " << args << " ran\n"
+                                                         << describe(r);
+    }
+  }
+  EXPECT_FALSE(std::filesystem::exists(out)) << "trace wrote " << out;
+  // Above the maximum too.
+  for (const char* args : {"demo --seconds 3601", "torture --seconds 86401",
+                           "demo --failure-rate 1.01", "torture --failure-rate 2"}) {
+    const ToolRun r = run_tool(args);
+    EXPECT_EQ(r.status, 2) << "cpuhp " << args << "\n" << describe(r);
+  }
+  // The bounds themselves are accepted.
+  const ToolRun ok = run_tool("torture --seconds 0.1 --failure-rate 1 --json");
+  EXPECT_EQ(ok.status, 0) << describe(ok);
 }
 
 TEST_F(ToolTest, HelpExitsZero) {
