@@ -131,9 +131,12 @@ int main(int argc, char** argv) {
   CLI::App* host_cmd = app.add_subcommand(
       "host",
       "Print this machine's CPU masks (sysfs possible/present/online, affinity, cgroup "
-      "cpuset, effective online); with --follow, one line per change until interrupted");
+      "cpuset, effective online); with --follow, one line per change until interrupted "
+      "(exit 0) or until the reader of stdout goes away (exit 141, as a filter killed "
+      "by SIGPIPE: `cpuhp host --follow | head` ends)");
   host_cmd->add_flag("--follow", host.follow,
-                     "Follow the host: one line per CPU change until SIGINT/SIGTERM");
+                     "Follow the host: one line per CPU change until SIGINT/SIGTERM "
+                     "(exit 0) or a closed stdout (exit 141)");
   host_cmd->add_flag("--json", host.json, "JSON: one object per line");
   host_cmd->add_option("--root", host.root, "Read sysfs/procfs/cgroup under this folder")
       ->capture_default_str();

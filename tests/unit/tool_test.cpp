@@ -2,20 +2,27 @@
 // subcommand runs (short durations), torture's JSON has the promised fields
 // and exits 0, a deliberately broken configuration (--break-grace-period)
 // makes torture report violations and exit 1, the watchdog turns a stall into
-// exit 3, trace writes Chrome trace-event JSON, and bad options exit 2 (NaN
-// and +-inf included).
+// exit 3, trace writes Chrome trace-event JSON, bad options exit 2 (NaN and
+// +-inf included), and `host --follow` ends when its stdout's reader does.
 // The tool is found next to this binary's build folder (build/tests/.. ->
 // build/tools/cpuhp); without it (CPUHP_BUILD_TOOLS=OFF) the tests skip.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -24,9 +31,11 @@
 #include <vector>
 
 #include "support/json.h"
+#include "support/waiting.h"
 
 namespace {
 
+using cpuhp::testing_support::eventually;
 using cpuhp::testing_support::Json;
 using cpuhp::testing_support::JsonParser;
 
@@ -81,6 +90,146 @@ std::string describe(const ToolRun& r) {
   return "exit status " + std::to_string(r.status) + "\n--- stdout:\n" + r.out +
          "\n--- stderr:\n" + r.err;
 }
+
+// A `cpuhp <args>` left running: stdout into a pipe whose read end the test
+// holds (and may close), stderr into a file. The destructor kills and reaps it
+// if it is still running, so a hang becomes a failed assertion, not a hung
+// test.
+class RunningTool {
+ public:
+  // reader_closed: the read end is closed before the tool starts (no reader
+  // at all, its first write fails).
+  explicit RunningTool(const std::vector<std::string>& args, bool reader_closed = false)
+      : err_path_(std::filesystem::path(testing::TempDir()) /
+                  ("cpuhp_tool_test_running_" + std::to_string(::getpid()) + ".err")) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) return;
+    reader_ = fds[0];
+    if (reader_closed) close_reader();
+    const std::string exe = tool_path().string();
+    std::vector<std::string> argv_store{exe};
+    argv_store.insert(argv_store.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (std::string& a : argv_store) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
+    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, err_path_.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    // The tool's signal dispositions and mask are the defaults, whatever ours are.
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    if (::posix_spawn(&pid_, exe.c_str(), &fa, &attr, argv.data(), environ) != 0)
+      pid_ = -1;
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(fds[1]);
+  }
+  ~RunningTool() {
+    if (pid_ > 0 && !status_) {
+      ::kill(pid_, SIGKILL);
+      int st = 0;
+      ::waitpid(pid_, &st, 0);
+    }
+    close_reader();
+    std::filesystem::remove(err_path_);
+  }
+  RunningTool(const RunningTool&) = delete;
+  RunningTool& operator=(const RunningTool&) = delete;
+
+  bool started() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+
+  // Reads stdout until it holds `lines` newlines (true), or EOF or 10 s
+  // (false). Everything read so far is in out().
+  bool read_lines(int lines) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::count(out_.begin(), out_.end(), '\n') < lines) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (reader_ < 0 || left.count() <= 0) return false;
+      pollfd p{reader_, POLLIN, 0};
+      const int r = ::poll(&p, 1, static_cast<int>(left.count()));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return false;
+      char buf[4096];
+      const ssize_t n = ::read(reader_, buf, sizeof buf);
+      if (n <= 0) return false;
+      out_.append(buf, static_cast<std::size_t>(n));
+    }
+    return true;
+  }
+
+  void close_reader() {
+    if (reader_ >= 0) ::close(reader_);
+    reader_ = -1;
+  }
+
+  // Its exit status (as ToolRun::status) once it has exited, or nullopt if it
+  // is still running after eventually()'s limit.
+  std::optional<int> wait_exit() {
+    if (pid_ <= 0) return std::nullopt;
+    if (!status_) {
+      int st = 0;
+      if (!eventually([&] { return ::waitpid(pid_, &st, WNOHANG) == pid_; }))
+        return std::nullopt;
+      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+    return status_;
+  }
+
+  const std::string& out() const { return out_; }
+  std::string err() const { return read_file(err_path_); }
+  std::string describe() const {
+    return "--- stdout:\n" + out_ + "\n--- stderr:\n" + err();
+  }
+
+ private:
+  std::filesystem::path err_path_;
+  pid_t pid_ = -1;
+  int reader_ = -1;
+  std::string out_;
+  std::optional<int> status_;
+};
+
+// A fake sysfs/procfs tree for `cpuhp host --root`: 4 CPUs, all online, no
+// cgroups, affinity as given. Files are replaced atomically (rename).
+class FakeHostTree {
+ public:
+  FakeHostTree()
+      : root_(std::filesystem::path(testing::TempDir()) /
+              ("cpuhp_tool_test_root_" + std::to_string(::getpid()))) {
+    std::filesystem::remove_all(root_);
+    for (const char* f : {"possible", "present", "online"})
+      write("sys/devices/system/cpu/" + std::string(f), "0-3\n");
+    affinity("0-3");
+  }
+  ~FakeHostTree() { std::filesystem::remove_all(root_); }
+  FakeHostTree(const FakeHostTree&) = delete;
+  FakeHostTree& operator=(const FakeHostTree&) = delete;
+
+  std::string root() const { return root_.string(); }
+  void affinity(const std::string& list) {
+    write("proc/self/status", "Name:\tcpuhp\nCpus_allowed_list:\t" + list + "\n");
+  }
+
+ private:
+  void write(const std::string& rel, const std::string& text) {
+    const auto path = root_ / rel;
+    std::filesystem::create_directories(path.parent_path());
+    const auto tmp = path.parent_path() / (".tmp." + path.filename().string());
+    std::ofstream(tmp) << text;
+    std::filesystem::rename(tmp, path);
+  }
+  std::filesystem::path root_;
+};
 
 class ToolTest : public testing::Test {
  protected:
@@ -309,6 +458,64 @@ TEST_F(ToolTest, FloatingPointOptionsRefuseNanInfinityAndOutOfRange) {
   // The bounds themselves are accepted.
   const ToolRun ok = run_tool("torture --seconds 0.1 --failure-rate 1 --json");
   EXPECT_EQ(ok.status, 0) << describe(ok);
+}
+
+// ------------------------------------------------------------ host --follow
+
+// `cpuhp host --follow | head -n 2` must end: the follower thread (which
+// blocks every signal, SIGPIPE included) used to print, so neither SIGPIPE
+// nor EPIPE stopped anything; and with no CPU change nothing was even written
+// after the first lines. The reader closes after the first line(s), with no
+// change to come: the tool must exit 141 on its own.
+TEST_F(ToolTest, HostFollowEndsWhenTheReaderOfStdoutGoesAway) {
+  FakeHostTree tree;
+  for (const bool json : {false, true}) {
+    std::vector<std::string> args = {"host", "--follow", "--root", tree.root()};
+    if (json) args.push_back("--json");
+    RunningTool tool(args);
+    ASSERT_TRUE(tool.started());
+    // Text: 6 mask lines; JSON: one object. Read only the first line of them.
+    ASSERT_TRUE(tool.read_lines(1)) << tool.describe();
+    if (json) EXPECT_EQ(tool.out().rfind("{\"root\":", 0), 0u) << tool.describe();
+    tool.close_reader();
+    const std::optional<int> status = tool.wait_exit();
+    ASSERT_TRUE(status) << "still running after its stdout's reader went away"
+                        << (json ? " (--json)" : "") << "\n"
+                        << tool.describe();
+    EXPECT_EQ(*status, 141) << tool.describe();
+    EXPECT_NE(tool.err().find("reader of stdout went away"), std::string::npos)
+        << tool.describe();
+  }
+}
+
+// No reader at all: the very first write fails with EPIPE.
+TEST_F(ToolTest, HostFollowWithoutAReaderExits141) {
+  FakeHostTree tree;
+  RunningTool tool({"host", "--follow", "--root", tree.root()}, /*reader_closed=*/true);
+  ASSERT_TRUE(tool.started());
+  const std::optional<int> status = tool.wait_exit();
+  ASSERT_TRUE(status) << "still running without a reader\n" << tool.describe();
+  EXPECT_EQ(*status, 141) << tool.describe();
+}
+
+// Changes are printed (by the main thread now), and SIGTERM still stops the
+// tool cleanly with exit 0.
+TEST_F(ToolTest, HostFollowPrintsChangesAndStopsOnSigterm) {
+  FakeHostTree tree;
+  RunningTool tool({"host", "--follow", "--recheck-ms", "5", "--root", tree.root()});
+  ASSERT_TRUE(tool.started());
+  ASSERT_TRUE(tool.read_lines(6)) << tool.describe();  // the masks
+  EXPECT_NE(tool.out().find("effective  0-3"), std::string::npos) << tool.describe();
+  tree.affinity("0-2");  // seen by the periodic re-check
+  ASSERT_TRUE(tool.read_lines(7)) << tool.describe();
+  EXPECT_NE(tool.out().find("cpu3 offline cause=affinity"), std::string::npos)
+      << tool.describe();
+  ASSERT_EQ(::kill(tool.pid(), SIGTERM), 0);
+  const std::optional<int> status = tool.wait_exit();
+  ASSERT_TRUE(status) << "SIGTERM did not stop it\n" << tool.describe();
+  EXPECT_EQ(*status, 0) << tool.describe();
+  EXPECT_NE(tool.err().find("stopped by SIGTERM: 1 changes"), std::string::npos)
+      << tool.describe();
 }
 
 TEST_F(ToolTest, HelpExitsZero) {
