@@ -36,6 +36,7 @@
 
 #include "cpuhp/host.h"
 #include "host/sources.h"
+#include "support/waiting.h"
 
 extern char** environ;
 
@@ -286,10 +287,9 @@ struct Cleanup {
     }
     if (report_r >= 0) ::close(report_r);
     if (plan && !plan->dir.empty()) {
-      for (int i = 0; i < 200; ++i) {  // the exited child may linger a moment
-        if (::rmdir(plan->dir.c_str()) == 0 || errno == ENOENT) break;
-        std::this_thread::sleep_for(10ms);
-      }
+      // The exited child may linger in the cgroup a moment after waitpid().
+      (void)testing_support::eventually(
+          [&] { return ::rmdir(plan->dir.c_str()) == 0 || errno == ENOENT; });
       if (::access(plan->dir.c_str(), F_OK) == 0)
         std::fprintf(stderr, "warning: could not remove %s\n", plan->dir.c_str());
     }

@@ -31,6 +31,7 @@
 #include <fstream>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -38,6 +39,7 @@
 #include "cpuhp/domain.h"
 #include "cpuhp/percpu_threads.h"
 #include "cpuhp/rcu.h"
+#include "support/os_state.h"
 
 namespace cpuhp {
 namespace {
@@ -111,18 +113,31 @@ TEST(Signals, CpuhpThreadsBlockSignals) {
   ASSERT_TRUE(workers.ok()) << workers.error().message();
 
   // Every thread but this one is cpuhp's (or liburcu's on cpuhp's behalf).
-  const std::vector<TaskInfo> all = tasks();
-  EXPECT_GE(all.size(), 1U + 1U + 4U) << "expected the call_rcu worker and 4 workers";
-  for (const TaskInfo& t : all) {
-    if (t.tid == g_main_tid) {
-      EXPECT_FALSE(blocks(t.blocked, SIGUSR1)) << "the test thread itself blocks SIGUSR1";
-      continue;
+  // /proc shows what the kernel has now: checked until it settles (a thread
+  // that exited may still be listed a moment; see support/os_state.h).
+  auto not_blocking = [] {
+    const std::vector<TaskInfo> all = tasks();
+    std::string bad;
+    if (all.size() < 1U + 1U + 4U)
+      bad += std::to_string(all.size()) + " threads: expected 4 workers and liburcu's\n";
+    for (const TaskInfo& t : all) {
+      if (t.tid == g_main_tid) {
+        if (blocks(t.blocked, SIGUSR1)) bad += "the test thread itself blocks SIGUSR1\n";
+        continue;
+      }
+      for (int sig :
+           {SIGUSR1, SIGUSR2, SIGINT, SIGTERM, SIGHUP, SIGALRM, SIGCHLD, SIGPIPE}) {
+        if (blocks(t.blocked, sig)) continue;
+        std::ostringstream os;
+        os << "cpuhp thread " << t.tid << " (" << t.name << ") does not block signal "
+           << sig << " (SigBlk " << std::hex << t.blocked << ")\n";
+        bad += os.str();
+      }
     }
-    for (int sig : {SIGUSR1, SIGUSR2, SIGINT, SIGTERM, SIGHUP, SIGALRM, SIGCHLD, SIGPIPE})
-      EXPECT_TRUE(blocks(t.blocked, sig))
-          << "cpuhp thread " << t.tid << " (" << t.name << ") does not block signal "
-          << sig << " (SigBlk " << std::hex << t.blocked << std::dec << ")";
-  }
+    return bad;
+  };
+  EXPECT_TRUE(testing_support::settles_to("what /proc/self/task shows wrong",
+                                          not_blocking, std::string()));
 
   // Behaviour: with SIGUSR1 blocked here, nobody may take it.
   ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &usr1, nullptr), 0);
@@ -142,8 +157,7 @@ TEST(Signals, CpuhpThreadsBlockSignals) {
   // Unblocked, it is delivered here (at once; ThreadSanitizer defers handlers a
   // little, to its next interception point).
   ASSERT_EQ(pthread_sigmask(SIG_UNBLOCK, &usr1, nullptr), 0);
-  for (int i = 0; i < 1000 && g_usr1_count.load() == 0; ++i)
-    std::this_thread::sleep_for(1ms);
+  EXPECT_TRUE(testing_support::eventually([] { return g_usr1_count.load() != 0; }));
   EXPECT_EQ(g_usr1_count.load(), 1);
   EXPECT_EQ(g_usr1_foreign.load(), 0);
   EXPECT_EQ(g_usr1_last_tid.load(), g_main_tid);

@@ -18,7 +18,6 @@
 // After the storm every CPU is brought up and every queued unit of work must
 // be done (no lost wake-up), then the main instance is destroyed and its
 // trace checked the same way.
-#include <dirent.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -26,7 +25,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -36,6 +34,7 @@
 
 #include "cpuhp/domain.h"
 #include "cpuhp/percpu_threads.h"
+#include "support/os_state.h"
 #include "support/stress.h"
 
 namespace cpuhp {
@@ -48,21 +47,10 @@ constexpr unsigned kCpus = 16;
 
 double stress_seconds() { return testing_support::stress_seconds(2.0); }
 
+using testing_support::eventually;
+using testing_support::threads_named;
+using testing_support::threads_named_settle_to;
 using testing_support::Violations;
-
-int threads_named(const std::string& prefix) {
-  int n = 0;
-  DIR* dir = opendir("/proc/self/task");
-  if (dir == nullptr) return -1;
-  while (dirent* e = readdir(dir)) {
-    if (e->d_name[0] == '.') continue;
-    std::ifstream f(std::string("/proc/self/task/") + e->d_name + "/comm");
-    std::string name;
-    if (std::getline(f, name) && name.rfind(prefix + "/", 0) == 0) ++n;
-  }
-  closedir(dir);
-  return n;
-}
 
 bool has_state(const Domain& d, const std::string& name) {
   for (const StateInfo& s : d.states())
@@ -243,8 +231,10 @@ TEST(PerCpuThreadsStress, StormWakeRegisterDestroy) {
       }
       check.finished();
       if (has_state(d, "smpboot:st-reg")) v.add(who + ": state left installed");
-      if (const int n = threads_named("st-reg"); n != 0)
-        v.add(who + ": " + std::to_string(n) + " thread(s) left behind");
+      // Joined threads leave /proc/self/task a moment after join() returns.
+      if (!eventually([] { return threads_named("st-reg") == 0; }))
+        v.add(who + ": " + std::to_string(threads_named("st-reg")) +
+              " thread(s) left behind");
     }
   });
 
@@ -267,7 +257,7 @@ TEST(PerCpuThreadsStress, StormWakeRegisterDestroy) {
   }
   main_threads->reset();
   main_check.finished();
-  EXPECT_EQ(threads_named("st-main"), 0);
+  EXPECT_TRUE(threads_named_settle_to("st-main", 0));
   EXPECT_FALSE(has_state(d, "smpboot:st-main"));
 
   std::printf(

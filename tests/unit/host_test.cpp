@@ -31,6 +31,7 @@
 #include "cpuhp/percpu_threads.h"
 #include "cpuhp/rcu.h"
 #include "host/sources.h"
+#include "support/waiting.h"
 
 namespace cpuhp {
 namespace {
@@ -798,11 +799,9 @@ TEST(HostFake, InotifySeesCgroupWritesAtOnce) {
   // A write in an ancestor's directory wakes the follower too.
   const auto before = h->stats().cgroup_events;
   t.write("/sys/fs/cgroup/cpuset/app/cpuset.cpus", "0-3\n");
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (h->stats().cgroup_events == before &&
-         std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(1ms);
-  EXPECT_GT(h->stats().cgroup_events, before);
+  EXPECT_TRUE(testing_support::eventually([&] {
+    return h->stats().cgroup_events > before;
+  })) << "no inotify event for a write in an ancestor's directory";
   EXPECT_EQ(h->stats().rechecks, 0u);
 }
 

@@ -5,7 +5,6 @@
 // sequence must read setup, run*, (park, unpark, run*)*, [park], cleanup.
 #include "cpuhp/percpu_threads.h"
 
-#include <dirent.h>
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <sched.h>
@@ -33,6 +32,7 @@
 #include <vector>
 
 #include "cpuhp/domain.h"
+#include "support/os_state.h"
 #include "support/status_matchers.h"
 #include "support/waiting.h"
 
@@ -45,33 +45,13 @@ using testing_support::Succeeds;
 
 using namespace std::chrono_literals;
 using cpuhp::testing_support::eventually;
+using cpuhp::testing_support::settles_to;
+using cpuhp::testing_support::task_comm;
+using cpuhp::testing_support::threads_named_settle_to;
 
 // ------------------------------------------------------------------ helpers
 
 pid_t this_tid() { return static_cast<pid_t>(gettid()); }
-
-// comm of every thread of this process.
-std::vector<std::string> thread_names() {
-  std::vector<std::string> out;
-  DIR* dir = opendir("/proc/self/task");
-  if (dir == nullptr) return out;
-  while (dirent* e = readdir(dir)) {
-    if (e->d_name[0] == '.') continue;
-    std::ifstream f(std::string("/proc/self/task/") + e->d_name + "/comm");
-    std::string name;
-    if (std::getline(f, name)) out.push_back(name);
-  }
-  closedir(dir);
-  return out;
-}
-
-// Threads whose name starts with "<prefix>/".
-int threads_named(const std::string& prefix) {
-  int n = 0;
-  for (const std::string& name : thread_names())
-    if (name.rfind(prefix + "/", 0) == 0) ++n;
-  return n;
-}
 
 bool has_state(const Domain& d, const std::string& name) {
   for (const StateInfo& s : d.states())
@@ -229,7 +209,7 @@ TEST(PerCpuThreads, OneWorkerPerOnlineCpuNamedAndInstalled) {
   EXPECT_EQ((*t)->name(), "ut-basic");
   EXPECT_GE((*t)->state(), kStateOnlineDyn);
   EXPECT_LE((*t)->state(), kStateOnlineDynEnd);
-  EXPECT_EQ(threads_named("ut-basic"), 4);
+  EXPECT_TRUE(threads_named_settle_to("ut-basic", 4));
   std::set<pid_t> tids;
   for (unsigned cpu = 0; cpu < 8; ++cpu) {
     const auto v = rec.trace.of(cpu);
@@ -255,10 +235,10 @@ TEST(PerCpuThreads, OneWorkerPerOnlineCpuNamedAndInstalled) {
   }));
   // Bringing a CPU up starts its worker.
   ASSERT_TRUE(Succeeds(d.up(6)));
-  EXPECT_EQ(threads_named("ut-basic"), 5);
+  EXPECT_TRUE(threads_named_settle_to("ut-basic", 5));
   t->reset();
   EXPECT_FALSE(has_state(d, "smpboot:ut-basic"));
-  EXPECT_EQ(threads_named("ut-basic"), 0);
+  EXPECT_TRUE(threads_named_settle_to("ut-basic", 0));
   for (unsigned cpu : {0u, 1u, 2u, 3u, 6u}) EXPECT_TRUE(rec.trace.valid(cpu, true));
 }
 
@@ -281,7 +261,7 @@ TEST(PerCpuThreads, BadArgumentsAreRefused) {
   Recorded rec2(d);
   EXPECT_TRUE(Fails(PerCpuThreads::create(d, "ut-dup", rec2.hooks()), Errc::kBusy,
                     {"smpboot:ut-dup"}));
-  EXPECT_EQ(threads_named("ut-dup"), 2) << "the refused one left no thread";
+  EXPECT_TRUE(threads_named_settle_to("ut-dup", 2)) << "the refused one left no thread";
   for (unsigned cpu = 0; cpu < 4; ++cpu) EXPECT_TRUE(rec2.trace.of(cpu).empty());
   // wake() of a CPU without a worker, or out of range: a no-op.
   (*first)->wake(3);
@@ -310,7 +290,7 @@ TEST(PerCpuThreads, CreateRefusedWhereItWouldDeadlock) {
   ASSERT_TRUE(Succeeds(id));
   ASSERT_TRUE(Succeeds(d.up(2)));
   EXPECT_TRUE(Fails(inner, Errc::kWouldDeadlock));
-  EXPECT_EQ(threads_named("ut-dl"), 0);
+  EXPECT_TRUE(threads_named_settle_to("ut-dl", 0));
   EXPECT_FALSE(has_state(d, "smpboot:ut-dl"));
 }
 
@@ -336,12 +316,12 @@ TEST(PerCpuThreads, ThreadsAreNamedNameSlashCpu) {
   auto t = PerCpuThreads::create(d, "averyverylongname", h);
   ASSERT_TRUE(Succeeds(t));
   for (unsigned cpu = 0; cpu < 12; ++cpu) {
-    std::ifstream f("/proc/self/task/" + std::to_string(tid[cpu].load()) + "/comm");
-    std::string comm;
-    ASSERT_TRUE(std::getline(f, comm)) << "CPU " << cpu;
-    EXPECT_EQ(comm, PerCpuThreads::thread_name("averyverylongname", cpu));
-    EXPECT_EQ(comm,
-              (cpu < 10 ? "averyverylong/" : "averyverylon/") + std::to_string(cpu));
+    const std::string want =
+        (cpu < 10 ? "averyverylong/" : "averyverylon/") + std::to_string(cpu);
+    EXPECT_EQ(PerCpuThreads::thread_name("averyverylongname", cpu), want);
+    EXPECT_TRUE(settles_to(
+        "the name of CPU " + std::to_string(cpu) + "'s worker",
+        [&] { return task_comm(tid[cpu].load()); }, want));
   }
 }
 
@@ -572,7 +552,7 @@ TEST(PerCpuThreads, SetupThrowingRollsBackCreation) {
                     {"ut-throw", "CPU 2", "no memory for the ring", "not installed"}));
   EXPECT_EQ(t.error().cause(), -ECANCELED);
   EXPECT_FALSE(has_state(d, "smpboot:ut-throw"));
-  EXPECT_EQ(threads_named("ut-throw"), 0) << "no thread left behind";
+  EXPECT_TRUE(threads_named_settle_to("ut-throw", 0)) << "no thread left behind";
   // CPUs 0 and 1 were set up, parked by the rollback and cleaned up; CPU 3
   // was never started.
   for (unsigned cpu : {0u, 1u}) {
@@ -598,7 +578,7 @@ TEST(PerCpuThreads, SetupErrnoIsTheCause) {
   EXPECT_TRUE(Fails(t, Errc::kCallbackFailed, {"CPU 0", "-5"}));
   EXPECT_EQ(t.error().cause(), -EIO);
   EXPECT_FALSE(has_state(d, "smpboot:ut-eio"));
-  EXPECT_EQ(threads_named("ut-eio"), 0);
+  EXPECT_TRUE(threads_named_settle_to("ut-eio", 0));
 }
 
 TEST(PerCpuThreads, SetupFailingOnUpRollsBackThatCpuAndIsRetried) {
@@ -615,10 +595,10 @@ TEST(PerCpuThreads, SetupFailingOnUpRollsBackThatCpuAndIsRetried) {
   ASSERT_TRUE(Succeeds(t));
   EXPECT_TRUE(Fails(d.up(3), Errc::kCallbackFailed, {"CPU 3", "ut-upfail/3"}));
   EXPECT_FALSE(d.cpu_online(3));
-  EXPECT_EQ(threads_named("ut-upfail"), 2);
+  EXPECT_TRUE(threads_named_settle_to("ut-upfail", 2));
   fail = false;
   ASSERT_TRUE(Succeeds(d.up(3)));
-  EXPECT_EQ(threads_named("ut-upfail"), 3);
+  EXPECT_TRUE(threads_named_settle_to("ut-upfail", 3));
   rec.work[3] = 1;
   (*t)->wake(3);
   EXPECT_TRUE(eventually([&] { return rec.runs[3].load() == 1; }));
@@ -649,7 +629,7 @@ TEST(PerCpuThreads, StopFromAWorkerIsRefused) {
   EXPECT_TRUE(Succeeds((*t)->stop()));
   EXPECT_TRUE(Succeeds((*t)->stop())) << "idempotent";
   EXPECT_FALSE(has_state(d, "smpboot:ut-self"));
-  EXPECT_EQ(threads_named("ut-self"), 0);
+  EXPECT_TRUE(threads_named_settle_to("ut-self", 0));
 }
 
 TEST(PerCpuThreads, DestructionWhileHotplugStorms) {
@@ -684,7 +664,7 @@ TEST(PerCpuThreads, DestructionWhileHotplugStorms) {
     storm.join();
     waker.join();
     t->reset();
-    EXPECT_EQ(threads_named("ut-storm"), 0);
+    EXPECT_TRUE(threads_named_settle_to("ut-storm", 0));
     EXPECT_FALSE(has_state(d, "smpboot:ut-storm"));
     for (unsigned cpu = 0; cpu < 8; ++cpu)
       EXPECT_TRUE(rec.trace.valid(cpu, true)) << "round " << round;
@@ -795,7 +775,7 @@ TEST(PerCpuThreads, PinningFailureIsReported) {
                     {"ut-pinfail", cpu_text, "pthread_setaffinity_np", "errno 22"}));
   EXPECT_EQ(t.error().cause(), -EINVAL);
   EXPECT_FALSE(has_state(d, "smpboot:ut-pinfail"));
-  EXPECT_EQ(threads_named("ut-pinfail"), 0);
+  EXPECT_TRUE(threads_named_settle_to("ut-pinfail", 0));
 }
 
 TEST(PerCpuThreads, PinningFailureOnUpIsReported) {
@@ -812,7 +792,7 @@ TEST(PerCpuThreads, PinningFailureOnUpIsReported) {
                     {"CPU 40", "ut-pin40/40", "Invalid argument", "errno 22"}));
   EXPECT_FALSE(d.cpu_online(40));
   EXPECT_TRUE(rec.trace.of(40).empty()) << "setup must not run unpinned";
-  EXPECT_EQ(threads_named("ut-pin40"), 2);
+  EXPECT_TRUE(threads_named_settle_to("ut-pin40", 2));
 }
 
 TEST(PerCpuThreads, RepinningFailureOnUnparkIsReportedAndStaysParked) {
