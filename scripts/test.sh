@@ -38,4 +38,14 @@ build build-asan -DCPUHP_SANITIZE=address -DCPUHP_BUILD_BENCH=OFF
 ASAN_OPTIONS="detect_leaks=1 abort_on_error=1" \
   UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1" run_suite build-asan
 
-echo "cpuhp: all suites passed (Release, clang, TSan, ASan+UBSan)"
+# Repeat runs: the unit tests that start threads (or, tool_test, processes
+# that do) run again and again, each until it fails or N passes, so a flaky
+# test fails here rather than once in a while. Release N=10 (~2 min on 2
+# cores), TSan N=5 without tool_test (~1.5 min; tool_test alone is 27 s there).
+thread_tests='cpumask|domain|host|host_uevent|kernel_api|legacy_hotplug_lock|notifier|os_state'
+thread_tests="^($thread_tests|percpu|percpu_counter|percpu_rwsem|percpu_threads|rcu|states|trace)_test\$"
+run_suite build -L unit -R "$thread_tests|^tool_test\$" --repeat until-fail:10
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+  run_suite build-tsan -L unit -R "$thread_tests" --repeat until-fail:5
+
+echo "cpuhp: all suites passed (Release, clang, TSan, ASan+UBSan, repeat runs)"
