@@ -10,6 +10,7 @@
 
 #include "cpuhp/diagnostics.h"
 #include "strf.h"
+#include "transition.h"
 
 namespace cpuhp {
 
@@ -70,6 +71,15 @@ bool may_fail(const StateEntry& e, const Call& call) {
   return !call.rollback && (call.startup || e.teardown_may_veto);
 }
 
+// A PREPARE teardown that is about to run: it may free what readers reached
+// through the CPU's online bit (the notifier state only if a notifier will
+// hear DEAD or UP_CANCELED).
+bool frees_past_the_online_bit(const Domain::Impl& im, const Call& call)
+    CPUHP_REQUIRES(im.writers) {
+  return !call.startup && call.state > kStateOffline && call.state < kStateBringup &&
+         (call.state != kStateNotifyPrepare || !im.chain.empty());
+}
+
 // One callback: the state's own, or one instance's.
 int run_one(Domain::Impl& im, const Call& call, std::string* why)
     CPUHP_REQUIRES(im.writers) {
@@ -77,12 +87,14 @@ int run_one(Domain::Impl& im, const Call& call, std::string* why)
   if (e.multi) {
     const InstanceCallback& cb = call.startup ? e.instance_startup : e.instance_teardown;
     if (!cb) return 0;
+    if (frees_past_the_online_bit(im, call)) pay_grace_period_owed(im, call.cpu);
     return run_guarded(
         im, call, "hotplug callback", e.name, [&] { return cb(call.cpu, call.instance); },
         why);
   }
   const StepCallback& cb = call.startup ? e.startup : e.teardown;
   if (!cb) return 0;
+  if (frees_past_the_online_bit(im, call)) pay_grace_period_owed(im, call.cpu);
   return run_guarded(
       im, call, "hotplug callback", e.name, [&] { return cb(call); }, why);
 }

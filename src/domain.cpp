@@ -4,6 +4,7 @@
 // transition.cpp, registration.cpp, notifier_chain.cpp and state_table.cpp.
 #include "cpuhp/domain.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "cpuhp/diagnostics.h"
@@ -91,7 +92,8 @@ Result<T> refused(const WritersLock& lock) {
 
 // ------------------------------------------------------------ construction
 
-Domain::Impl::Impl(Domain& domain) : d(domain), cpu_state(domain.capacity()) {
+Domain::Impl::Impl(Domain& domain)
+    : d(domain), cpu_state(domain.capacity()), grace_period_owed(domain.capacity(), 0) {
   writers.lock();  // nobody else can see the Domain yet; this satisfies the checks
   install_builtin(*this, kStateOffline, "offline", nullptr, nullptr);
   // The online bit, with RCU semantics per bit (Linus, 2013): set only after
@@ -105,10 +107,7 @@ Domain::Impl::Impl(Domain& domain) : d(domain), cpu_state(domain.capacity()) {
       // ...and on the way down, PREPARE teardowns (which free that data) run
       // only after every reader that could have seen the bit has finished.
       [this](const Call& c) CPUHP_NO_THREAD_SAFETY_ANALYSIS {
-        d.online_.clear(c.cpu);
-        // The grace period protects what PREPARE teardowns free; without any,
-        // readers that saw the bit have nothing to lose (domain.h, Masks).
-        if (prepare_teardowns_installed(*this)) rcu::rcu_synchronize();
+        clear_online_bit(*this, c.cpu);
         return 0;
       });
   install_builtin(
@@ -204,6 +203,12 @@ Status Domain::set_present(unsigned cpu, bool present) {
     return Error(Errc::kNotPresent, strf("CPU %u is not possible (possible: %s)", cpu,
                                          possible_.to_string().c_str()));
   const StateId state = impl_->cpu_state[cpu].load(std::memory_order_relaxed);
+  if (!present && std::any_of(impl_->suspended_cpus.begin(), impl_->suspended_cpus.end(),
+                              [cpu](const auto& taken) { return taken.first == cpu; }))
+    return Error(Errc::kBusy,
+                 strf("CPU %u was taken down by suspend_nonboot() and comes back at "
+                      "resume_nonboot(): it cannot leave the present mask before",
+                      cpu));
   if (!present && state != kStateOffline)
     return Error(Errc::kBusy,
                  strf("CPU %u cannot leave the present mask: it is at state %s, "
@@ -445,6 +450,11 @@ RegistrationScope::~RegistrationScope() { done(); }
 
 void RegistrationScope::done() CPUHP_NO_THREAD_SAFETY_ANALYSIS {
   if (domain_ == nullptr) return;
+  if (const CallbackContext* c = callback_context(*domain_->impl_))
+    detail::fatal("RegistrationScope",
+                  "done() from inside a %s of its own domain (CPU %u, state %s): the "
+                  "scope's call is still running; end the scope after it returns",
+                  c->kind, c->cpu, state_label(*domain_->impl_, c->state).c_str());
   // The writers' lock is a std::mutex: unlocking it on another thread is
   // undefined behaviour, so refuse loudly rather than corrupt it.
   if (!domain_->impl_->writers.held_by_this_thread())

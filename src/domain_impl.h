@@ -77,6 +77,9 @@ struct Domain::Impl {
 
   Domain& d;
   WritersMutex writers;  // the kernel's cpu_add_remove_lock
+  // The online mask, writable (Impl is Domain's nested class): set and
+  // cleared only by the bringup state, under the writers' lock.
+  CpuMask& online_mask() noexcept { return d.online_; }
 
   // ---- the state table (state_table.cpp) ----
   std::array<StateEntry, kNumStates> table CPUHP_GUARDED_BY(writers);
@@ -91,6 +94,10 @@ struct Domain::Impl {
   bool suspended CPUHP_GUARDED_BY(writers) = false;
   std::vector<std::pair<unsigned, StateId>> suspended_cpus CPUHP_GUARDED_BY(writers);
   std::vector<std::pair<unsigned, StateId>> injected CPUHP_GUARDED_BY(writers);
+  // Per CPU: its online bit was cleared by a down that skipped the grace
+  // period (no PREPARE teardown was installed then). The first PREPARE
+  // teardown that finds the bit clear waits for one first (transition.cpp).
+  std::vector<char> grace_period_owed CPUHP_GUARDED_BY(writers);
 
   // ---- notifiers (notifier_chain.cpp) ----
   std::vector<NotifierBlock*> chain CPUHP_GUARDED_BY(writers);  // descending priority

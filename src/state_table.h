@@ -33,8 +33,13 @@ std::string state_label(const Domain::Impl& im, StateId id);
 // The installed states, for Domain::states() / find_state(). Any thread.
 std::vector<StateInfo> installed_states(const Domain::Impl& im);
 
-// Whether a down must wait a grace period after clearing the online bit: a
-// PREPARE teardown (or a notifier, for DEAD) would free what readers reach.
+// Whether the teardown of PREPARE state `id` may free what readers reach
+// through the online bit: it is installed and has a teardown (a multi-instance
+// state: and an instance; the notifier state: and a notifier, for DEAD).
+bool prepare_teardown_frees(const Domain::Impl& im, StateId id)
+    CPUHP_REQUIRES(im.writers);
+// Whether a down must wait a grace period after clearing the online bit: some
+// PREPARE state's teardown may free.
 bool prepare_teardowns_installed(const Domain::Impl& im) CPUHP_REQUIRES(im.writers);
 
 }  // namespace cpuhp

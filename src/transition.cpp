@@ -2,7 +2,10 @@
 // Moving one CPU between states, with rollback (src/transition.h).
 #include "transition.h"
 
+#include <algorithm>
+
 #include "callback.h"
+#include "cpuhp/rcu.h"
 #include "notifier_chain.h"
 #include "state_table.h"
 #include "strf.h"
@@ -48,6 +51,29 @@ Stop walk(Domain::Impl& im, unsigned cpu, StateId from, StateId to, bool frozen,
 }
 
 }  // namespace
+
+namespace {
+// One grace period covers every CPU's debt.
+void grace_period(Domain::Impl& im) CPUHP_REQUIRES(im.writers) {
+  rcu::rcu_synchronize();
+  std::fill(im.grace_period_owed.begin(), im.grace_period_owed.end(), 0);
+}
+}  // namespace
+
+void clear_online_bit(Domain::Impl& im, unsigned cpu) {
+  im.online_mask().clear(cpu);
+  // The grace period protects what PREPARE teardowns free; without any,
+  // readers that saw the bit have nothing to lose yet (domain.h, Masks).
+  if (prepare_teardowns_installed(im)) {
+    grace_period(im);
+  } else {
+    im.grace_period_owed[cpu] = 1;
+  }
+}
+
+void pay_grace_period_owed(Domain::Impl& im, unsigned cpu) {
+  if (im.grace_period_owed[cpu] != 0 && !im.d.cpu_online(cpu)) grace_period(im);
+}
 
 Status transition(Domain::Impl& im, unsigned cpu, StateId target, bool frozen) {
   im.writers.assert_held("transition()");

@@ -17,4 +17,15 @@ namespace cpuhp {
 Status transition(Domain::Impl& im, unsigned cpu, StateId target, bool frozen)
     CPUHP_REQUIRES(im.writers);
 
+// The online bit's RCU protocol (Linus, 2013: clear the bit, wait a grace
+// period, then free). Clears `cpu`'s bit; waits for a grace period if a
+// PREPARE teardown (or a notifier, for DEAD) will free what readers reach
+// through it, else only records that the CPU is owed one.
+void clear_online_bit(Domain::Impl& im, unsigned cpu) CPUHP_REQUIRES(im.writers);
+// Before a PREPARE teardown: if `cpu`'s bit is clear and the grace period
+// after clearing it was skipped, wait for it now. A reader that saw the CPU
+// online before it went down may still be reading, and may have found data a
+// PREPARE startup published for the CPU since.
+void pay_grace_period_owed(Domain::Impl& im, unsigned cpu) CPUHP_REQUIRES(im.writers);
+
 }  // namespace cpuhp

@@ -15,10 +15,13 @@
 // must not see a CPU vanish) holds hotplug_lock() for reading instead.
 //
 // Who waits for readers. A PREPARE teardown runs in one of two situations:
-//   - the CPU goes down (down, bring_to, suspend, or the rollback of an up
-//     that failed past BRINGUP): its online bit is clear and a grace period
-//     has passed, so no RCU reader still uses what the startup published;
-//     the teardown may free it at once;
+//   - the CPU's online bit is clear (a down, bring_to, suspend, the rollback
+//     of a failed up, or a state removed from a CPU parked below BRINGUP):
+//     a grace period has passed since the bit was cleared, so no RCU reader
+//     still uses what a startup published for the CPU; the teardown may free
+//     it at once. (A down with no PREPARE teardown installed skips that grace
+//     period; the Domain then waits for it before the first PREPARE teardown
+//     that finds the bit clear.)
 //   - the state or instance is removed (remove_state, remove_instance), or a
 //     registration that failed on a later CPU is rolled back
 //     (setup_state, add_instance): the CPU may be online, its bit set, and
@@ -48,7 +51,11 @@
 // for the writers' lock and work anywhere.
 //
 // Errors. Every call that can fail returns Status/Result; on failure nothing
-// changed. Messages name the CPU, the state and the reason.
+// changed. Messages name the CPU, the state and the reason. Two exceptions,
+// where undoing is impossible or worse: resume_nonboot() brings back every
+// CPU it can and names those it could not; a suspend_nonboot() that fails
+// and then cannot bring back a CPU it took down names that CPU, which stays
+// where its rollback left it.
 //
 // Callbacks. See states.h. They run in the thread that calls up/down/
 // bring_to/setup_state, one at a time. The observer (set_observer) sees every
@@ -120,8 +127,10 @@ class Domain {
   // Adds or removes a CPU from the present mask; an online CPU cannot go.
   Status set_present(unsigned cpu, bool present);
   // Offline every online CPU but the first, highest first, and later bring
-  // back exactly those. Hotplug stays disabled in between; notifiers see
-  // kCpuTasksFrozen. (disable_nonboot_cpus / enable_nonboot_cpus)
+  // back exactly those. Hotplug stays disabled in between (set_present cannot
+  // take those CPUs away); notifiers see kCpuTasksFrozen. If a CPU refuses,
+  // suspend brings back the ones already taken and fails; resume is best
+  // effort (see Errors). (disable_nonboot_cpus / enable_nonboot_cpus)
   Status suspend_nonboot();
   Status resume_nonboot();
   // While the disable count is nonzero, up/down/bring_to fail with kBusy.
@@ -215,7 +224,8 @@ class RegistrationScope {
                                       StateCallback startup, StateCallback teardown);
   Status remove_state(StateId id);
   Status remove_state_nocalls(StateId id);
-  // Ends the scope early (cpu_maps_update_done()).
+  // Ends the scope early (cpu_maps_update_done()). On the thread that began
+  // it, not from a callback its own call is running (both are fatal misuse).
   void done();
 
  private:

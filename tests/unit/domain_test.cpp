@@ -1368,6 +1368,139 @@ TEST(DomainRcu, PrepareTeardownOfAnOnlineCpuRetiresWhatAReaderHolds) {
   rcu::rcu_barrier();  // the retired objects are freed
 }
 
+// Found by the API sequence fuzzer: a down() with no PREPARE teardown
+// installed skips its grace period. A reader that saw the CPU online before
+// that down may then reach data a PREPARE startup publishes for the CPU later
+// (the CPU parked in the PREPARE section gets a new state), and a teardown
+// that finds the bit clear frees it at once, "a grace period has passed".
+// The Domain now remembers the grace period it owes the CPU and waits for it
+// before the first PREPARE teardown that finds the bit clear.
+TEST(DomainGracePeriod, OwedGracePeriodIsWaitedBeforeAPrepareTeardownOfAParkedCpu) {
+  Domain d(4, 4);
+  std::vector<std::atomic<PerCpuObject*>> objs(4);
+  std::atomic<int> phase{0};  // 1: saw CPU 1 online; 2: parked; 3: holds object
+  std::atomic<bool> used_alive{false};
+  std::thread reader([&] {
+    rcu::ReadGuard guard;
+    if (!d.cpu_online(1)) return;
+    phase.store(1);
+    while (phase.load() != 2) std::this_thread::yield();
+    PerCpuObject* p;
+    while ((p = objs[1].load(std::memory_order_acquire)) == nullptr)
+      std::this_thread::yield();
+    phase.store(3);
+    std::this_thread::sleep_for(100ms);  // the teardown must wait for this
+    used_alive.store(p->magic.load(std::memory_order_relaxed) == kAlive);
+  });
+  while (phase.load() != 1) std::this_thread::yield();
+  ASSERT_TRUE(Succeeds(d.bring_to(1, 20)));  // no PREPARE teardown: no grace period
+  ASSERT_FALSE(d.cpu_online(1));
+  phase.store(2);
+  Result<StateId> id = d.setup_state_at(
+      10, "owed:data",
+      [&](unsigned cpu) {
+        objs[cpu].store(new PerCpuObject, std::memory_order_release);
+        return 0;
+      },
+      [&](unsigned cpu) {
+        PerCpuObject* p = objs[cpu].exchange(nullptr);
+        p->magic.store(kPoison, std::memory_order_relaxed);
+        if (d.cpu_online(cpu)) {
+          rcu::rcu_retire(p);  // readers may hold it: domain.h, who waits
+        } else {
+          delete p;  // the bit is clear and a grace period has passed
+        }
+        return 0;
+      });
+  ASSERT_TRUE(Succeeds(id));
+  while (phase.load() != 3) std::this_thread::yield();
+  ASSERT_TRUE(Succeeds(d.remove_state(*id)));
+  reader.join();
+  EXPECT_TRUE(used_alive.load());
+  rcu::rcu_barrier();
+}
+
+// The same debt, paid by the rollback of a failed up: the up's PREPARE
+// startup publishes, a later PREPARE startup fails, and the rollback's
+// teardown finds the bit clear.
+TEST(DomainGracePeriod, OwedGracePeriodIsWaitedBeforeTheRollbackOfAFailedUp) {
+  Domain d(4, 4);
+  std::vector<std::atomic<PerCpuObject*>> objs(4);
+  std::atomic<int> phase{0};
+  std::atomic<bool> used_alive{false};
+  ASSERT_TRUE(Succeeds(d.setup_state_at_nocalls(
+      11, "owed:fail",
+      [&](unsigned cpu) {
+        if (cpu != 1) return 0;
+        while (phase.load() != 3) std::this_thread::yield();  // reader holds CPU 1's
+        return -EIO;
+      },
+      nullptr)));
+  std::thread reader([&] {
+    rcu::ReadGuard guard;
+    if (!d.cpu_online(1)) return;
+    phase.store(1);
+    while (phase.load() != 2) std::this_thread::yield();
+    PerCpuObject* p;
+    while ((p = objs[1].load(std::memory_order_acquire)) == nullptr)
+      std::this_thread::yield();
+    phase.store(3);
+    std::this_thread::sleep_for(100ms);
+    used_alive.store(p->magic.load(std::memory_order_relaxed) == kAlive);
+  });
+  while (phase.load() != 1) std::this_thread::yield();
+  ASSERT_TRUE(Succeeds(d.down(1)));  // no PREPARE teardown: no grace period
+  ASSERT_TRUE(Succeeds(d.setup_state_at_nocalls(
+      10, "owed:data",
+      [&](unsigned cpu) {
+        objs[cpu].store(new PerCpuObject, std::memory_order_release);
+        return 0;
+      },
+      [&](unsigned cpu) {
+        PerCpuObject* p = objs[cpu].exchange(nullptr);
+        if (p == nullptr) return 0;
+        p->magic.store(kPoison, std::memory_order_relaxed);
+        delete p;
+        return 0;
+      })));
+  phase.store(2);
+  EXPECT_TRUE(Fails(d.up(1), Errc::kCallbackFailed, {"CPU 1", "owed:fail"}));
+  reader.join();
+  EXPECT_TRUE(used_alive.load());
+}
+
+// Found by the API sequence fuzzer: a CPU that suspend_nonboot() took down
+// could leave the present mask, and resume_nonboot() brought it online anyway
+// (online not a subset of present). It stays present until the resume.
+TEST(DomainSuspend, ACpuTakenBySuspendCannotLeaveThePresentMask) {
+  Domain d(4, 4);
+  ASSERT_TRUE(Succeeds(d.suspend_nonboot()));
+  EXPECT_TRUE(Fails(d.set_present(3, false), Errc::kBusy, {"CPU 3", "suspend_nonboot"}));
+  ASSERT_TRUE(Succeeds(d.resume_nonboot()));
+  EXPECT_EQ(d.online().to_string(), "0-3");
+  EXPECT_TRUE(d.online().is_subset_of(d.present()));
+}
+
+// Found by the API sequence fuzzer: RegistrationScope::done() from a callback
+// that the scope's own call runs released the writers' lock under a running
+// registration. It is a fatal misuse now, named as such.
+TEST(DomainMisuseDeathTest, ScopeEndedFromInsideItsOwnCallbackIsFatal) {
+  EXPECT_DEATH(
+      {
+        Domain d(2, 2);
+        Result<RegistrationScope> scope = d.register_begin();
+        RegistrationScope* sp = &*scope;
+        (void)sp->setup_state(
+            Section::kOnline, "done:inside",
+            [sp](unsigned) {
+              sp->done();
+              return 0;
+            },
+            nullptr);
+      },
+      "done\\(\\) from inside a hotplug callback");
+}
+
 TEST(DomainSparse, OnlyPossibleCpusExist) {
   auto possible = CpuMask::parse("0-3,8-11", 12);
   auto online = CpuMask::parse("0,2,9", 12);
