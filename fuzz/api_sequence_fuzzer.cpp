@@ -53,6 +53,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdarg>
 #include <cstddef>
 #include <cstdint>
@@ -173,15 +174,15 @@ void diagnostic_handler(const Diagnostic& d) noexcept {
 // ------------------------------------------------------------ skip tags
 
 enum Skip : unsigned {
-  kSkipObserverThrow = 1u << 0,       // the observer never throws
-  kSkipScopeReenter = 1u << 1,        // no scope method from a callback/observer
-  kSkipScopeDoneReenter = 1u << 2,    // no done()/move of the scope from one
-  kSkipScopeUnderReadLock = 1u << 3,  // no scope setup/remove under the read lock
-  kSkipResumePartial = 1u << 4,       // a failed resume_nonboot may change state
-  kSkipSuspendRestore = 1u << 5,      // a failed suspend_nonboot may change state
-  kSkipResumeAbsent = 1u << 6,        // no set_present(false) of a suspended CPU
-  kSkipScopeReenterLocking = 1u
-                             << 7,  // no scope setup/remove_state (with calls) from one
+  kSkipObserverThrow = 1u << 0,        // the observer never throws
+  kSkipScopeReenter = 1u << 1,         // no scope method from a callback/observer
+  kSkipScopeDoneReenter = 1u << 2,     // no done()/move of the scope from one
+  kSkipScopeUnderReadLock = 1u << 3,   // no scope setup/remove under the read lock
+  kSkipResumePartial = 1u << 4,        // a failed resume_nonboot may change state
+  kSkipSuspendRestore = 1u << 5,       // a failed suspend_nonboot may change state
+  kSkipResumeAbsent = 1u << 6,         // no set_present(false) of a suspended CPU
+  kSkipScopeReenterLocking = 1u << 7,  // no scope setup/remove_state(calls) from one
+  kSkipParkedGrace = 1u << 8,          // bring_to() never parks in the PREPARE section
 };
 unsigned g_skip = 0;
 
@@ -195,6 +196,7 @@ void parse_skip(const char* env) {
       {"suspend_restore", kSkipSuspendRestore},
       {"resume_absent", kSkipResumeAbsent},
       {"scope_reenter_locking", kSkipScopeReenterLocking},
+      {"parked_grace", kSkipParkedGrace},
   };
   if (env == nullptr) return;
   std::string s = env;
@@ -263,10 +265,16 @@ void retire(PerCpuObj* o) {
 
 void check_obj(const PerCpuObj* o, StateId s, unsigned slot, unsigned cpu,
                const char* who) {
+  // A plain read first: ASan reports a freed object with its free stack (it
+  // does not check the atomic load, and reuses freed memory for its own
+  // bookkeeping: then the canary reads as "corrupt").
+  const volatile StateId* state = &o->state;
+  if (*state != s) violation("%s: object at state %d says state %d", who, s, *state);
   const std::uint64_t c = o->canary.load(std::memory_order_relaxed);
   if (c != kAlive)
     violation("%s: per-CPU object of state %d slot %u CPU %u is %s while reachable", who,
-              s, slot, cpu, c == kDead ? "freed (canary overwritten)" : "corrupt");
+              s, slot, cpu,
+              c == kDead ? "freed (canary overwritten)" : "freed or corrupt");
   if (o->state != s || o->slot != slot || o->cpu != cpu)
     violation("%s: object at state %d slot %u CPU %u says state %d slot %u CPU %u", who,
               s, slot, cpu, o->state, o->slot, o->cpu);
@@ -313,8 +321,86 @@ void reader_walk(Domain& d, bool slow, std::uint32_t& rng) {
   }
 }
 
+// A pinned read section (reader 0, on request): one read section across
+// several operations of the input. It remembers the CPUs it saw online when
+// it began and every object it loaded for them, and checks them all again on
+// every walk: RCU keeps them alive until the section ends, however the CPUs
+// come and go meanwhile. The driving thread waits for a fresh walk after
+// each operation, so an object freed without a grace period is caught at the
+// next one. It ends when the input does, when one operation of the driving
+// thread has run for kPinPatience (it is then waiting for a grace period,
+// which waits for the pin), or after kPinDeadline.
+std::atomic<unsigned> g_pin_request{0};  // serial of the pin asked for
+std::atomic<unsigned> g_pin_active{0};   // serial of the pin under way, 0: none
+std::atomic<unsigned long> g_pin_walks{0};
+std::atomic<long long> g_op_since{
+    0};  // steady ns the current top-level op began; 0: none
+constexpr long long kPinPatience = 5'000'000;  // ns
+constexpr long long kPinGraceHint = 300'000;   // ns
+constexpr auto kPinDeadline = std::chrono::milliseconds(100);
+
+long long now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+bool pin_should_end(unsigned serial, std::chrono::steady_clock::time_point deadline) {
+  if (g_pin_request.load(std::memory_order_acquire) != serial) return true;
+  if (std::chrono::steady_clock::now() >= deadline) return true;
+  const long long since = g_op_since.load(std::memory_order_relaxed);
+  if (since == 0) return false;
+  // liburcu's grace-period futex is -1 while a synchronize_rcu() sleeps
+  // waiting for readers (urcu/static/urcu-common.h). If the driving thread's
+  // operation has not finished for a while meanwhile, the sleeper is most
+  // likely that operation (else the call_rcu thread: ending then only loses
+  // a chance to catch something).
+  const long long running = now_ns() - since;
+  if (running > kPinGraceHint && uatomic_read(&urcu_memb_gp.futex) == -1) return true;
+  return running > kPinPatience;
+}
+
+void pinned_section(Domain& d, unsigned serial) {
+  struct Held {
+    const PerCpuObj* o;
+    StateId s;
+    unsigned slot, cpu;
+  };
+  std::vector<Held> held;
+  held.reserve(64);
+  const auto deadline = std::chrono::steady_clock::now() + kPinDeadline;
+  rcu::ReadGuard guard;
+  std::uint64_t seen = 0;
+  for (unsigned cpu : d.online()) seen |= 1ull << cpu;
+  g_pin_active.store(serial, std::memory_order_release);
+  while (!pin_should_end(serial, deadline)) {
+    const std::uint64_t states = g_obj_states.load(std::memory_order_acquire);
+    for (std::uint64_t cpus = seen; cpus != 0; cpus &= cpus - 1) {
+      const unsigned cpu = static_cast<unsigned>(__builtin_ctzll(cpus));
+      for (std::uint64_t bits = states; bits != 0; bits &= bits - 1) {
+        const StateId s = static_cast<StateId>(__builtin_ctzll(bits));
+        for (unsigned slot = 0; slot < kSlots; ++slot) {
+          const PerCpuObj* o = g_obj[s][slot][cpu].load(std::memory_order_acquire);
+          if (o == nullptr) continue;
+          check_obj(o, s, slot, cpu, "pinned reader");
+          const bool known = std::any_of(held.begin(), held.end(),
+                                         [o](const Held& h) { return h.o == o; });
+          if (!known && held.size() < 256) held.push_back(Held{o, s, slot, cpu});
+        }
+      }
+    }
+    for (const Held& h : held)
+      check_obj(h.o, h.s, h.slot, h.cpu,
+                "pinned reader (an object it loaded earlier in the same read section)");
+    g_pin_walks.fetch_add(1, std::memory_order_release);
+    std::this_thread::yield();  // the driving thread has work to do
+  }
+  g_pin_active.store(0, std::memory_order_release);
+}
+
 void reader_main(unsigned index) {
   std::uint32_t rng = 0x9e3779b9u * (index + 1);
+  unsigned pins_handled = 0;
   for (long pass = 0;; ++pass) {
     const unsigned gen = g_generation.load(std::memory_order_acquire);
     const unsigned cfg = g_reader_cfg.load(std::memory_order_relaxed);
@@ -330,7 +416,11 @@ void reader_main(unsigned index) {
       continue;
     }
     const bool slow = (cfg & 2) != 0;
-    if ((cfg & 4) != 0 && pass % 8 == 0) {
+    if (const unsigned pin = g_pin_request.load(std::memory_order_acquire);
+        index == 0 && pin != 0 && pin != pins_handled) {
+      pins_handled = pin;
+      pinned_section(*d, pin);
+    } else if ((cfg & 4) != 0 && pass % 8 == 0) {
       // Under the hotplug read lock the online mask and the CPUs' states
       // stand still. (RCU inside it: a _nocalls removal retires objects
       // without the hotplug lock.)
@@ -578,6 +668,8 @@ class Fuzz {
   void op_read_lock_block();
   void op_set_observer();
   void op_query();
+  void op_pin();
+  void pin_handshake();
 
   // ---- contexts
   bool writers_held() const {
@@ -672,6 +764,7 @@ class Fuzz {
   };
   Walk walk_, last_walk_;
 
+  unsigned pin_serial_ = 0;  // the pin this input asked for (one per input)
   unsigned observer_serial_ = 0;
   unsigned observer_events_ = 0;
   char instances_[kInstances] = {};
@@ -1319,6 +1412,7 @@ enum Op : unsigned {
   kOpReadLockBlock,
   kOpSetObserver,
   kOpQuery,
+  kOpPin,
   kOpYield,
   kOpCount
 };
@@ -1328,6 +1422,17 @@ void Fuzz::exec_op() {
   --ops_left_;
   Depth depth(op_depth_);
   const unsigned op = c_.below(kOpCount);
+  // For the pinned reader: how long since the driving thread last finished
+  // an operation (inside a block, the block's clock restarts after each).
+  struct OpClock {
+    OpClock(bool on, bool top) : on_(on), top_(top) {
+      if (on_) g_op_since.store(now_ns(), std::memory_order_relaxed);
+    }
+    ~OpClock() {
+      if (on_) g_op_since.store(top_ ? 0 : now_ns(), std::memory_order_relaxed);
+    }
+    bool on_, top_;
+  } clock(at_boundary(), op_depth_ == 1);
   try {
     switch (op) {
       case kOpUp:
@@ -1414,6 +1519,9 @@ void Fuzz::exec_op() {
       case kOpQuery:
         op_query();
         break;
+      case kOpPin:
+        op_pin();
+        break;
       default:
         trace("%*syield", op_depth_ * 2, "");
         if (at_boundary()) std::this_thread::yield();
@@ -1428,7 +1536,40 @@ void Fuzz::exec_op() {
     close_walk();
     last_walk_ = Walk{};
     check_boundary("after an operation");
+    pin_handshake();
   }
+}
+
+void Fuzz::op_pin() {
+  // From a callback the reader might wait for the hotplug lock this thread holds.
+  if (!at_boundary() || pin_serial_ != 0) return;
+  static unsigned serial = 0;
+  if (++serial == 0) ++serial;
+  trace("%*spin a read section", op_depth_ * 2, "");
+  g_op_since.store(0, std::memory_order_relaxed);  // waiting is no operation
+  g_pin_request.store(serial, std::memory_order_release);
+  pin_serial_ = serial;
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(20);
+  while (g_pin_active.load(std::memory_order_acquire) != serial &&
+         std::chrono::steady_clock::now() < give_up)
+    std::this_thread::yield();
+  trace("%*s  -> %s", op_depth_ * 2, "",
+        g_pin_active.load(std::memory_order_acquire) == serial ? "pinned"
+                                                               : "no reader came");
+}
+
+// While a pin lasts, let it walk once more after each operation.
+void Fuzz::pin_handshake() {
+  if (pin_serial_ == 0) return;
+  if (g_pin_active.load(std::memory_order_acquire) != pin_serial_) return;
+  g_op_since.store(0, std::memory_order_relaxed);  // not an operation
+  const unsigned long walks = g_pin_walks.load(std::memory_order_acquire);
+  while (g_pin_active.load(std::memory_order_acquire) == pin_serial_ &&
+         g_pin_walks.load(std::memory_order_acquire) < walks + 2)
+    std::this_thread::yield();
+  if (g_pin_active.load(std::memory_order_acquire) != pin_serial_)
+    trace("%*spin over", op_depth_ * 2, "");
+  g_op_since.store(now_ns(), std::memory_order_relaxed);
 }
 
 void Fuzz::exec_block(const char* what) {
@@ -1444,6 +1585,8 @@ void Fuzz::op_bring_to(int which) {
                          : which == 1 ? kStateOffline
                                       : pick_target();
   const char* what = which == 0 ? "up()" : which == 1 ? "down()" : "bring_to()";
+  if (skipping(kSkipParkedGrace) && target > kStateOffline && target < kStateBringup)
+    return;
   const bool r = restricted();
   const Snapshot before = snapshot();
   const long calls = calls_, fails = fails_;
@@ -2294,6 +2437,7 @@ void Fuzz::cleanup() {
 }
 
 void Fuzz::destroy_domain() {
+  g_pin_request.store(0, std::memory_order_release);  // ends a pin early
   g_domain.store(nullptr, std::memory_order_seq_cst);
   while (g_users.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
   g_obj_states.store(0, std::memory_order_relaxed);
