@@ -182,7 +182,7 @@ enum Skip : unsigned {
   kSkipSuspendRestore = 1u << 5,       // a failed suspend_nonboot may change state
   kSkipResumeAbsent = 1u << 6,         // no set_present(false) of a suspended CPU
   kSkipScopeReenterLocking = 1u << 7,  // no scope setup/remove_state(calls) from one
-  kSkipParkedGrace = 1u << 8,          // bring_to() never parks in the PREPARE section
+  kSkipDownGrace = 1u << 8,  // PREPARE teardowns retire even with the online bit clear
 };
 unsigned g_skip = 0;
 
@@ -196,7 +196,7 @@ void parse_skip(const char* env) {
       {"suspend_restore", kSkipSuspendRestore},
       {"resume_absent", kSkipResumeAbsent},
       {"scope_reenter_locking", kSkipScopeReenterLocking},
-      {"parked_grace", kSkipParkedGrace},
+      {"down_grace", kSkipDownGrace},
   };
   if (env == nullptr) return;
   std::string s = env;
@@ -886,6 +886,7 @@ int Fuzz::state_callback(Reg* r, unsigned cpu, void* instance, bool startup) {
                     r->name.c_str(), slot, cpu);
         retire(old);  // no teardown: the owner replaces it
       }
+      pin_handshake();  // let a pinned reader see it before anything else happens
     }
     return 0;
   }
@@ -899,7 +900,7 @@ int Fuzz::state_callback(Reg* r, unsigned cpu, void* instance, bool startup) {
   if (r->prepare()) {
     if (PerCpuObj* o =
             g_obj[r->id][slot][cpu].exchange(nullptr, std::memory_order_acq_rel)) {
-      if (d_->cpu_online(cpu))
+      if (d_->cpu_online(cpu) || skipping(kSkipDownGrace))
         retire(o);  // readers may hold it
       else
         free_now(o);  // the Domain waited a grace period since it cleared the bit
@@ -1585,8 +1586,6 @@ void Fuzz::op_bring_to(int which) {
                          : which == 1 ? kStateOffline
                                       : pick_target();
   const char* what = which == 0 ? "up()" : which == 1 ? "down()" : "bring_to()";
-  if (skipping(kSkipParkedGrace) && target > kStateOffline && target < kStateBringup)
-    return;
   const bool r = restricted();
   const Snapshot before = snapshot();
   const long calls = calls_, fails = fails_;
