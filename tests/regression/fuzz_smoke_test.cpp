@@ -50,8 +50,6 @@ TEST(FuzzSmoke, ParsersRunCleanOnTheirSeedCorpus) {
   run_fuzz("--seconds 3 --target cpulist --target uevent", {"cpulist", "uevent"});
 }
 
-TEST(FuzzSmoke, ApiSequencesRunClean) {
-  run_fuzz("--seconds 25 --target api", {"api"});
-}
+TEST(FuzzSmoke, ApiSequencesRunClean) { run_fuzz("--seconds 25 --target api", {"api"}); }
 
 }  // namespace
