@@ -176,11 +176,7 @@ void diagnostic_handler(const Diagnostic& d) noexcept {
 enum Skip : unsigned {
   kSkipObserverThrow = 1u << 0,        // the observer never throws
   kSkipScopeReenter = 1u << 1,         // no scope method from a callback/observer
-  kSkipScopeDoneReenter = 1u << 2,     // no done()/move of the scope from one
   kSkipScopeUnderReadLock = 1u << 3,   // no scope setup/remove under the read lock
-  kSkipResumePartial = 1u << 4,        // a failed resume_nonboot may change state
-  kSkipSuspendRestore = 1u << 5,       // a failed suspend_nonboot may change state
-  kSkipResumeAbsent = 1u << 6,         // no set_present(false) of a suspended CPU
   kSkipScopeReenterLocking = 1u << 7,  // no scope setup/remove_state(calls) from one
   kSkipDownGrace = 1u << 8,  // PREPARE teardowns retire even with the online bit clear
 };
@@ -190,11 +186,7 @@ void parse_skip(const char* env) {
   static constexpr std::pair<const char*, unsigned> kTags[] = {
       {"observer_throw", kSkipObserverThrow},
       {"scope_reenter", kSkipScopeReenter},
-      {"scope_done_reenter", kSkipScopeDoneReenter},
       {"scope_under_read_lock", kSkipScopeUnderReadLock},
-      {"resume_partial", kSkipResumePartial},
-      {"suspend_restore", kSkipSuspendRestore},
-      {"resume_absent", kSkipResumeAbsent},
       {"scope_reenter_locking", kSkipScopeReenterLocking},
       {"down_grace", kSkipDownGrace},
   };
@@ -615,7 +607,6 @@ struct Depth {
 struct ScopeHolder {
   std::optional<RegistrationScope> s[2];
   bool live[2] = {false, false};  // holds the writers' lock per the model
-  bool uncertain = false;         // done() ran where the library may refuse it
   bool any_live() const { return live[0] || live[1]; }
 };
 
@@ -683,6 +674,17 @@ class Fuzz {
   // ---- oracles
   Snapshot snapshot();
   void expect_unchanged(const char* what, const Snapshot& before);
+  // A failed suspend_nonboot() whose restore failed too (domain.h, Errors):
+  // every CPU is back where it was but those the message names.
+  void expect_back_but_named(const char* what, const Snapshot& before,
+                             const std::string& message);
+  // A failed resume_nonboot() (best effort): the suspend is over and every CPU
+  // it took is at its state from before, but those the message names.
+  void expect_resumed_but_named(const char* what, const std::string& message);
+  // A CPU the current suspend took down: it stays present until the resume.
+  bool held_by_suspend(unsigned cpu) const {
+    return suspended_ && cpu < kCpus && (suspend_taken_ >> cpu & 1) != 0;
+  }
   void expect_refused(const char* what, const Error& e, const Snapshot& before,
                       long calls_before, const std::vector<Errc>& apply = {});
   void expect_code(const char* what, const Error& e, std::initializer_list<Errc> allowed);
@@ -1103,6 +1105,40 @@ void Fuzz::expect_unchanged(const char* what, const Snapshot& b) {
           what, regs_[i]->name.c_str(), regs_[i]->id);
   }
   if (a.chain != b.chain) violation("%s failed but changed the notifier chain", what);
+}
+
+namespace {
+// Whether `message` names CPU `cpu` ("CPU 3" not followed by another digit).
+bool names_cpu(const std::string& message, unsigned cpu) {
+  const std::string needle = "CPU " + std::to_string(cpu);
+  for (std::size_t at = message.find(needle); at != std::string::npos;
+       at = message.find(needle, at + 1)) {
+    const std::size_t end = at + needle.size();
+    if (end >= message.size() || message[end] < '0' || message[end] > '9') return true;
+  }
+  return false;
+}
+}  // namespace
+
+void Fuzz::expect_back_but_named(const char* what, const Snapshot& b,
+                                 const std::string& message) {
+  if (message.find("failed too") == std::string::npos) return expect_unchanged(what, b);
+  const Snapshot a = snapshot();
+  for (unsigned cpu = 0; cpu < cap_; ++cpu)
+    if (a.state[cpu] != b.state[cpu] && !names_cpu(message, cpu))
+      violation("%s moved CPU %u from state %d to %d and does not say so: %s", what, cpu,
+                b.state[cpu], a.state[cpu], message.c_str());
+  if (a.present != b.present) violation("%s failed but changed the present mask", what);
+  if (a.states != b.states) violation("%s failed but changed states()", what);
+  if (a.chain != b.chain) violation("%s failed but changed the notifier chain", what);
+}
+
+void Fuzz::expect_resumed_but_named(const char* what, const std::string& message) {
+  for (unsigned cpu = 0; cpu < cap_; ++cpu)
+    if ((suspend_taken_ >> cpu & 1) && state_of(cpu) != suspend_state_[cpu] &&
+        !names_cpu(message, cpu))
+      violation("%s left CPU %u at %d (before the suspend: %d) and does not say so: %s",
+                what, cpu, state_of(cpu), suspend_state_[cpu], message.c_str());
 }
 
 void Fuzz::expect_code(const char* what, const Error& e,
@@ -1646,9 +1682,6 @@ void Fuzz::op_bring_to(int which) {
 void Fuzz::op_set_present() {
   const unsigned cpu = pick_cpu();
   const bool present = c_.byte() & 1;
-  if (!present && cpu < kCpus && (suspend_taken_ >> cpu & 1) && suspended_ &&
-      skipping(kSkipResumeAbsent))
-    return;
   const bool r = restricted();
   const Snapshot before = snapshot();
   const long calls = calls_;
@@ -1662,7 +1695,7 @@ void Fuzz::op_set_present() {
       apply.push_back(Errc::kOutOfRange);
     else if (!d_->possible().test(cpu))
       apply.push_back(Errc::kNotPresent);
-    else if (!present && before.state[cpu] != kStateOffline)
+    else if (!present && (before.state[cpu] != kStateOffline || held_by_suspend(cpu)))
       apply.push_back(Errc::kBusy);
     return expect_refused("set_present()", s.error(), before, calls, apply);
   }
@@ -1675,6 +1708,10 @@ void Fuzz::op_set_present() {
   } else if (!present && before.state[cpu] != kStateOffline) {
     if (s)
       violation("set_present(%u, false) at state %d succeeded", cpu, before.state[cpu]);
+    expect_code("set_present()", s.error(), {Errc::kBusy});
+  } else if (!present && held_by_suspend(cpu)) {
+    // domain.h: a CPU suspend_nonboot() took down stays present until resume.
+    if (s) violation("set_present(%u, false) of a CPU held by a suspend succeeded", cpu);
     expect_code("set_present()", s.error(), {Errc::kBusy});
   } else {
     if (!s)
@@ -1732,8 +1769,10 @@ void Fuzz::op_suspend() {
     violation("suspend_nonboot() failed though nothing refused: %s",
               s.error().message().c_str());
   expect_code("suspend_nonboot()", s.error(), {Errc::kCallbackFailed});
-  if (skipping(kSkipSuspendRestore)) return;  // known: the CPUs stay wherever they are
-  expect_unchanged("suspend_nonboot()", before);
+  // domain.h, Errors: if bringing back a CPU already taken down fails too, the
+  // error names each such CPU ("CPU n stays at state ..."); every other CPU is
+  // back where it was.
+  expect_back_but_named("suspend_nonboot()", before, s.error().message());
 }
 
 void Fuzz::op_resume() {
@@ -1783,11 +1822,9 @@ void Fuzz::op_resume() {
   if (fails_ == fails && !injections_unknown_)
     violation("resume_nonboot() failed though nothing refused: %s",
               s.error().message().c_str());
-  // Known: the library resumes what it can and stops being suspended.
-  if (skipping(kSkipResumePartial)) return;
-  suspended_ = true;  // nothing changed, per the contract
-  ++disable_count_;
-  expect_unchanged("resume_nonboot()", before);
+  // domain.h, Errors: resume is best effort. The suspend is over; every CPU it
+  // took is back at its state from before, but those the error names.
+  expect_resumed_but_named("resume_nonboot()", s.error().message());
 }
 
 void Fuzz::op_disable() {
@@ -2240,7 +2277,6 @@ void Fuzz::op_scope_method() {
   RegistrationScope& s = *h.s[i];
   const bool live = h.live[i];
   if (in_callback() && live && skipping(kSkipScopeReenter)) return;
-  if (h.uncertain) return;  // the model lost track of this scope
   switch (m) {
     case 0:
       return op_notifier(true, &s, live);
@@ -2267,42 +2303,14 @@ void Fuzz::op_scope_method() {
     case 6:
       return op_remove(false, &s, live);
     case 7: {
-      if (in_callback() && skipping(kSkipScopeDoneReenter)) return;
-      trace("%*sscope.done()%s", op_depth_ * 2, "", in_callback() ? " from inside" : "");
+      // domain.h: done() from a callback its own call runs is fatal misuse.
+      if (in_callback()) return;
+      trace("%*sscope.done()", op_depth_ * 2, "");
       s.done();
-      if (!live) return;
-      if (!in_callback()) {
-        h.live[i] = false;
-        return;
-      }
-      // Ending the scope under a running transition: whatever the library
-      // does about it, this thread must still hold the writers' lock until
-      // the transition is over.
-      h.uncertain = true;
-      if (cb_depth_ > 0) {
-        Status d1 = d_->disable_hotplug();
-        if (!d1)
-          violation(
-              "after RegistrationScope::done() inside a callback, disable_hotplug() "
-              "from the callback fails (%s): the writers' lock was released under "
-              "the running transition",
-              d1.error().message().c_str());
-        Status e1 = d_->enable_hotplug();
-        if (!e1)
-          violation("enable_hotplug() after the probe failed: %s",
-                    e1.error().message().c_str());
-      } else {
-        Result<RegistrationScope> again = d_->register_begin();
-        if (again)
-          violation(
-              "after RegistrationScope::done() inside the observer, register_begin() "
-              "succeeds there: the writers' lock was released under the running "
-              "transition");
-      }
+      if (live) h.live[i] = false;
       return;
     }
     default: {
-      if (in_callback() && skipping(kSkipScopeDoneReenter)) return;
       if (h.s[1]) return;  // moved already
       trace("%*smove scope", op_depth_ * 2, "");
       h.s[1].emplace(std::move(*h.s[0]));
@@ -2400,11 +2408,7 @@ void Fuzz::cleanup() {
     frozen_ = false;
     if (!s && !injections_unknown_ && injected_.empty())
       violation("resume_nonboot() in cleanup failed: %s", s.error().message().c_str());
-    if (!s && !skipping(kSkipResumePartial)) {
-      suspended_ = true;
-      ++disable_count_;
-      expect_unchanged("resume_nonboot() in cleanup", before);
-    }
+    if (!s) expect_resumed_but_named("resume_nonboot() in cleanup", s.error().message());
     close_walk();
     last_walk_ = Walk{};
     check_boundary("cleanup: resume");
