@@ -1,17 +1,17 @@
+// SPDX-License-Identifier: MIT
 // membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED): what lets the hotplug lock's
-// read side skip its fence (see percpu_rwsem.h, [W2]).
-#include "membarrier.h"
+// read side skip its fence (cpuhp/membarrier.h; percpu_rwsem.h, [W2]).
+#include "cpuhp/membarrier.h"
 
 #include <linux/membarrier.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
-#include "cpuhp/percpu_rwsem.h"
+#include "cpuhp/diagnostics.h"
 
 namespace cpuhp {
 namespace {
@@ -38,12 +38,9 @@ bool membarrier_available() noexcept {
 namespace detail {
 
 void membarrier_all_threads() {
-  if (sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0) {
-    std::fprintf(stderr,
-                 "cpuhp: membarrier(PRIVATE_EXPEDITED) failed after registration: %s\n",
-                 std::strerror(errno));
-    std::abort();
-  }
+  if (sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0)
+    fatal("membarrier", "membarrier(PRIVATE_EXPEDITED) failed after registration: %s",
+          std::strerror(errno));
 }
 
 }  // namespace detail

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // PercpuRwSemaphore slow paths and writer side. The fast paths and the
 // meaning of the [Rn]/[Wn] labels are in include/cpuhp/percpu_rwsem.h; the
 // same labels name the steps of model/percpu_rwsem.pml.
@@ -6,8 +7,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "cpuhp/membarrier.h"
 #include "cpuhp/rcu.h"
-#include "membarrier.h"
 #include "spin_wait.h"
 
 namespace cpuhp {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // cpuhp/percpu_rwsem.h — the hotplug lock: a reader-writer lock whose read
 // side costs a few instructions, after the kernel's percpu_rw_semaphore and
 // rcu_sync (kernel/locking/percpu-rwsem.c, kernel/rcu/sync.c).
@@ -78,6 +79,7 @@
 #include <shared_mutex>
 
 #include "cpuhp/detail/reader_slots.h"
+#include "cpuhp/membarrier.h"  // membarrier_available(): decides ReadSide::kAuto
 
 namespace cpuhp {
 
@@ -85,10 +87,6 @@ enum class ReadSide {
   kAuto,    // membarrier-based fast path where the kernel allows it
   kFenced,  // always the fenced slow path (what kAuto falls back to)
 };
-
-// True if this process can use MEMBARRIER_CMD_PRIVATE_EXPEDITED (decided once;
-// CPUHP_NO_MEMBARRIER=1 in the environment forces false).
-bool membarrier_available() noexcept;
 
 class PercpuRwSemaphore {
  public:
