@@ -1,13 +1,16 @@
+// SPDX-License-Identifier: MIT
 // Slot claiming, thread-exit release and the writer's sum for ReaderSlotTable.
 #include "cpuhp/detail/reader_slots.h"
 
 #include <pthread.h>
 
-#include <cstdio>
-#include <cstdlib>
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+#include "cpuhp/detail/mutex.h"
+#include "cpuhp/detail/thread_annotations.h"
+#include "cpuhp/diagnostics.h"
 
 namespace cpuhp::detail {
 namespace {
@@ -16,8 +19,8 @@ namespace {
 // tables still alive; a table being destroyed unregisters here first. The
 // mutex orders the two.
 struct LiveTables {
-  std::mutex mutex;
-  std::unordered_map<std::uint64_t, ReaderSlotTable*> by_id;
+  Mutex mutex;
+  std::unordered_map<std::uint64_t, ReaderSlotTable*> by_id CPUHP_GUARDED_BY(mutex);
 };
 LiveTables& live_tables() {
   static LiveTables* tables = new LiveTables;  // never destroyed: threads may exit late
@@ -44,7 +47,7 @@ struct ThreadSlotList {
 
   ~ThreadSlotList() {
     LiveTables& live = live_tables();
-    std::lock_guard guard(live.mutex);
+    MutexLock guard(live.mutex);
     for (auto [id, slot] : slots) {
       auto it = live.by_id.find(id);
       if (it != live.by_id.end()) it->second->release_slot(slot);
@@ -55,9 +58,13 @@ struct ThreadSlotList {
   // short-lived locks do not grow without bound.
   void prune() {
     LiveTables& live = live_tables();
-    std::lock_guard guard(live.mutex);
-    std::erase_if(slots,
-                  [&](const auto& entry) { return !live.by_id.contains(entry.first); });
+    MutexLock guard(live.mutex);
+    // A loop rather than std::erase_if with a lambda: the thread-safety
+    // analysis cannot see that the lambda runs under the guard.
+    std::size_t kept = 0;
+    for (const auto& entry : slots)
+      if (live.by_id.contains(entry.first)) slots[kept++] = entry;
+    slots.resize(kept);
   }
 };
 
@@ -74,10 +81,8 @@ void destroy_thread_slots(void* list) {
 pthread_key_t thread_slots_key() {
   static const pthread_key_t key = [] {
     pthread_key_t k;
-    if (pthread_key_create(&k, destroy_thread_slots) != 0) {
-      std::fprintf(stderr, "cpuhp: pthread_key_create failed\n");
-      std::abort();
-    }
+    if (pthread_key_create(&k, destroy_thread_slots) != 0)
+      fatal("PercpuRwSemaphore", "pthread_key_create failed: cannot track reader slots");
     return k;
   }();
   return key;
@@ -98,14 +103,14 @@ ThreadSlotList& this_thread_slots() {
 ReaderSlotTable::ReaderSlotTable()
     : id_(next_table_id.fetch_add(1, std::memory_order_relaxed)) {
   LiveTables& live = live_tables();
-  std::lock_guard guard(live.mutex);
+  MutexLock guard(live.mutex);
   live.by_id.emplace(id_, this);
 }
 
 ReaderSlotTable::~ReaderSlotTable() {
   {
     LiveTables& live = live_tables();
-    std::lock_guard guard(live.mutex);
+    MutexLock guard(live.mutex);
     live.by_id.erase(id_);
   }
   for (std::size_t i = 0, n = nchunks_.load(std::memory_order_relaxed); i < n; ++i)
@@ -133,7 +138,7 @@ ReaderSlot* ReaderSlotTable::claim_slot_for_this_thread() {
 ReaderSlot* ReaderSlotTable::claim_free_slot() {
   ReaderSlot* slot = nullptr;
   {
-    std::lock_guard guard(mutex_);
+    MutexLock guard(mutex_);
     const std::size_t n = nchunks_.load(std::memory_order_relaxed);
     for (std::size_t c = 0; c < n && slot == nullptr; ++c) {
       Chunk* chunk = chunks_[c].load(std::memory_order_relaxed);
@@ -145,11 +150,9 @@ ReaderSlot* ReaderSlotTable::claim_free_slot() {
       }
     }
     if (slot == nullptr) {
-      if (n == kMaxChunks) {
-        std::fprintf(stderr, "cpuhp: more than %zu threads use one PercpuRwSemaphore\n",
-                     kMaxChunks * kChunkSlots);
-        std::abort();
-      }
+      if (n == kMaxChunks)
+        fatal("PercpuRwSemaphore", "more than %zu threads use one PercpuRwSemaphore",
+              kMaxChunks * kChunkSlots);
       auto* chunk = new Chunk;
       chunks_[n].store(chunk, std::memory_order_relaxed);
       // Release: pairs with the acquire load in sum_acquire(), so a writer
@@ -163,14 +166,13 @@ ReaderSlot* ReaderSlotTable::claim_free_slot() {
 }
 
 void ReaderSlotTable::release_slot(ReaderSlot* slot) {
-  std::lock_guard guard(mutex_);
+  MutexLock guard(mutex_);
   const long held = slot->count.load(std::memory_order_relaxed);
   if (held != 0) {
-    std::fprintf(
-        stderr,
-        "cpuhp: a thread exited holding %ld read hold(s) of a PercpuRwSemaphore; "
-        "they stay held until unlock_disowned_shared()\n",
-        held);
+    warn("PercpuRwSemaphore",
+         "a thread exited holding %ld read hold(s) of a PercpuRwSemaphore; they stay "
+         "held until unlock_disowned_shared()",
+         held);
     // Disowned count first, slot second: the writer reads slots before
     // disowned_, so it can over-count for a moment but never read a false zero.
     disowned_.fetch_add(held, std::memory_order_seq_cst);

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // cpuhp/detail/reader_slots.h — per-thread reader counters of one lock.
 //
 // Not a public API; PercpuRwSemaphore is its only user.
@@ -21,7 +22,9 @@
 
 #include <atomic>
 #include <cstdint>
-#include <mutex>
+
+#include "cpuhp/detail/mutex.h"
+#include "cpuhp/detail/thread_annotations.h"
 
 namespace cpuhp::detail {
 
@@ -31,7 +34,7 @@ struct alignas(kCacheLine) ReaderSlot {
   // Read holds taken by the owning thread and not yet released by it.
   // Written only by the owning thread; read by writers.
   std::atomic<long> count{0};
-  bool in_use = false;  // guarded by ReaderSlotTable::mutex_
+  bool in_use = false;  // guarded by the owning ReaderSlotTable's mutex_
 };
 
 // Hot per-thread cache. Trivially constructible and destructible, so access
@@ -73,8 +76,8 @@ class ReaderSlotTable {
   friend struct ThreadSlotList;
   ReaderSlot*
   claim_slot_for_this_thread();  // cache miss: the thread's list, else a free slot
-  ReaderSlot* claim_free_slot();
-  void release_slot(ReaderSlot* slot);  // thread exit; takes mutex_
+  ReaderSlot* claim_free_slot() CPUHP_EXCLUDES(mutex_);
+  void release_slot(ReaderSlot* slot) CPUHP_EXCLUDES(mutex_);  // thread exit
 
   static constexpr std::size_t kChunkSlots = 64;
   static constexpr std::size_t kMaxChunks = 1024;  // 65536 concurrent threads
@@ -83,7 +86,7 @@ class ReaderSlotTable {
   };
 
   const std::uint64_t id_;
-  std::mutex mutex_;  // guards slot claiming/releasing and chunk growth
+  Mutex mutex_;  // guards slot claiming/releasing (ReaderSlot::in_use), chunk growth
   // Chunks are published with a release store of nchunks_ after the pointer is
   // written; the writer's acquire load of nchunks_ pairs with it.
   std::atomic<Chunk*> chunks_[kMaxChunks] = {};
