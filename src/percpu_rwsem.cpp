@@ -4,11 +4,8 @@
 // same labels name the steps of model/percpu_rwsem.pml.
 #include "cpuhp/percpu_rwsem.h"
 
-#include <cstdio>
-#include <cstdlib>
-
+#include "cpuhp/diagnostics.h"
 #include "cpuhp/membarrier.h"
-#include "cpuhp/rcu.h"
 #include "spin_wait.h"
 
 namespace cpuhp {
@@ -17,18 +14,9 @@ namespace {
 thread_local char tl_thread_token;
 const void* this_thread_token() noexcept { return &tl_thread_token; }
 
-[[noreturn]] void die(const char* what) {
-  std::fprintf(stderr, "cpuhp: PercpuRwSemaphore: %s\n", what);
-  std::abort();
-}
+constexpr const char* kComponent = "PercpuRwSemaphore";
 
 }  // namespace
-
-struct PercpuRwSemaphore::ReopenToken {
-  explicit ReopenToken(PercpuRwSemaphore* o) : owner(o) {}
-  std::mutex mutex;  // held while a callback works on owner
-  PercpuRwSemaphore* owner;
-};
 
 PercpuRwSemaphore::PercpuRwSemaphore(ReadSide read_side)
     : read_side_(read_side == ReadSide::kAuto && membarrier_available()
@@ -36,18 +24,13 @@ PercpuRwSemaphore::PercpuRwSemaphore(ReadSide read_side)
                      : ReadSide::kFenced),
       // The fenced read side keeps the gate closed for good: every reader
       // takes the slow path, whose fence [R5] replaces the writer's [W2].
-      gate_(read_side_ == ReadSide::kAuto ? kGateOpen : kGateClosed),
-      reopen_token_(std::make_shared<ReopenToken>(this)) {
-  if (read_side_ == ReadSide::kFenced) sync_state_ = SyncState::kPassed;
-}
+      rcu_sync_(gate_, /*can_open=*/read_side_ == ReadSide::kAuto) {}
 
 PercpuRwSemaphore::~PercpuRwSemaphore() {
-  if (block_.load(std::memory_order_relaxed) != 0) die("destroyed while write-locked");
-  if (slots_.sum_acquire() != 0) die("destroyed while read-locked");
-  // A queued reopen callback finds no owner and does nothing; one running now
-  // holds the token's mutex, so this waits only for it to finish.
-  std::lock_guard guard(reopen_token_->mutex);
-  reopen_token_->owner = nullptr;
+  if (block_.load(std::memory_order_relaxed) != 0)
+    detail::fatal(kComponent, "destroyed while write-locked");
+  if (slots_.sum_acquire() != 0) detail::fatal(kComponent, "destroyed while read-locked");
+  // rcu_sync_'s destructor detaches (or waits for) its reopen callback.
 }
 
 bool PercpuRwSemaphore::held_exclusive_by_this_thread() const noexcept {
@@ -102,8 +85,8 @@ bool PercpuRwSemaphore::try_lock_shared() {
   slot->count.store(held + 1, std::memory_order_relaxed);  // [R1], as in lock_shared()
   if (held > 0) return true;
   std::atomic_signal_fence(std::memory_order_seq_cst);
-  if (gate_.load(std::memory_order_acquire) == kGateOpen) return true;  // [R2]
-  std::atomic_thread_fence(std::memory_order_seq_cst);                  // [R5]
+  if (gate_.load(std::memory_order_acquire) == detail::kGateOpen) return true;  // [R2]
+  std::atomic_thread_fence(std::memory_order_seq_cst);                          // [R5]
   if (block_.load(std::memory_order_acquire) == 0 ||
       writer_owner_.load(std::memory_order_relaxed) == this_thread_token())
     return true;
@@ -124,7 +107,9 @@ void PercpuRwSemaphore::wake_writer() {
 }
 
 void PercpuRwSemaphore::unlock_without_hold() {
-  die("unlock_shared() on a thread that holds no read lock of this semaphore; to release "
+  detail::fatal(
+      kComponent,
+      "unlock_shared() on a thread that holds no read lock of this semaphore; to release "
       "a read lock on another thread, call disown_shared() on the holder and "
       "unlock_disowned_shared() on the releaser");
 }
@@ -132,13 +117,17 @@ void PercpuRwSemaphore::unlock_without_hold() {
 void PercpuRwSemaphore::disown_shared() {
   detail::ReaderSlot* slot = slots_.slot_for_this_thread();
   if (slot->count.load(std::memory_order_relaxed) <= 0)
-    die("disown_shared() on a thread that holds no read lock of this semaphore");
+    detail::fatal(
+        kComponent,
+        "disown_shared() on a thread that holds no read lock of this semaphore");
   slots_.disown_one(slot);  // the sum is unchanged: no writer to wake
 }
 
 void PercpuRwSemaphore::unlock_disowned_shared() {
   if (!slots_.release_one_disowned())
-    die("unlock_disowned_shared() without a disowned read lock (see disown_shared())");
+    detail::fatal(
+        kComponent,
+        "unlock_disowned_shared() without a disowned read lock (see disown_shared())");
   wake_writer();
 }
 
@@ -151,21 +140,23 @@ bool PercpuRwSemaphore::try_lock() {
 
 bool PercpuRwSemaphore::enter_write_section(bool wait) {
   if (held_exclusive_by_this_thread())
-    die("lock() by the thread that already holds the write lock");
+    detail::fatal(kComponent, "lock() by the thread that already holds the write lock");
   if (held_shared_by_this_thread()) {
     if (!wait) return false;  // try_lock() never blocks, so it cannot deadlock either
-    die("lock() by a thread that holds a read lock of this semaphore: would deadlock");
+    detail::fatal(
+        kComponent,
+        "lock() by a thread that holds a read lock of this semaphore: would deadlock");
   }
   if (wait) {
     writer_mutex_.lock();
   } else if (!writer_mutex_.try_lock()) {
     return false;
   }
-  close_gate();  // [W1] [W2]
+  rcu_sync_.enter();  // [W1] [W2]
   // Readers that waited for the previous writer get in before this one.
   for (std::uint32_t n; (n = waiting_readers_.load(std::memory_order_relaxed)) != 0;) {
     if (!wait) {  // try_lock() does not wait for them
-      schedule_gate_reopen();
+      rcu_sync_.exit();
       writer_mutex_.unlock();
       return false;
     }
@@ -188,7 +179,7 @@ bool PercpuRwSemaphore::enter_write_section(bool wait) {
       writer_waiting_.store(false, std::memory_order_relaxed);
       writer_owner_.store(nullptr, std::memory_order_relaxed);
       open_block();  // as [W7]
-      schedule_gate_reopen();
+      rcu_sync_.exit();
       writer_mutex_.unlock();
       return false;
     }
@@ -200,10 +191,10 @@ bool PercpuRwSemaphore::enter_write_section(bool wait) {
 
 void PercpuRwSemaphore::unlock() {
   if (!held_exclusive_by_this_thread())
-    die("unlock() by a thread that does not hold the write lock");
+    detail::fatal(kComponent, "unlock() by a thread that does not hold the write lock");
   writer_owner_.store(nullptr, std::memory_order_relaxed);
   open_block();  // [W7]
-  schedule_gate_reopen();
+  rcu_sync_.exit();
   writer_mutex_.unlock();
 }
 
@@ -218,69 +209,6 @@ void PercpuRwSemaphore::open_block() {
   // benchmark). The locked exchange is a full barrier.
   block_.exchange(0, std::memory_order_seq_cst);
   block_.notify_all();
-}
-
-// ------------------------------------------------------ gate (rcu_sync)
-
-void PercpuRwSemaphore::close_gate() {
-  std::lock_guard guard(sync_mutex_);
-  ++writers_inside_;
-  switch (sync_state_) {
-    case SyncState::kIdle:
-      // [W1] Relaxed: the membarrier below orders it before our [W4] loads
-      // and makes it visible to every reader's next [R2].
-      gate_.store(kGateClosed, std::memory_order_relaxed);
-      detail::membarrier_all_threads();  // [W2]
-      sync_state_ = SyncState::kPassed;
-      break;
-    case SyncState::kExitPending:
-    case SyncState::kReplay:
-      // A reopen is queued but the gate is still closed: skip [W1]/[W2]. The
-      // callback sees writers_inside_ and leaves the gate closed.
-      sync_state_ = SyncState::kPassed;
-      break;
-    case SyncState::kPassed:
-      break;  // fenced read side: the gate never opens
-  }
-}
-
-void PercpuRwSemaphore::schedule_gate_reopen() {
-  std::lock_guard guard(sync_mutex_);
-  --writers_inside_;
-  if (read_side_ == ReadSide::kFenced || writers_inside_ != 0) return;
-  if (reopen_queued_) {
-    // The queued callback's grace period began before this writer left:
-    // make it wait one more (rcu_sync's GP_REPLAY).
-    sync_state_ = SyncState::kReplay;
-    return;
-  }
-  sync_state_ = SyncState::kExitPending;
-  reopen_queued_ = true;
-  queue_gate_reopen();
-}
-
-void PercpuRwSemaphore::queue_gate_reopen() {
-  rcu::rcu_call([token = reopen_token_] {
-    std::lock_guard guard(token->mutex);
-    if (token->owner != nullptr) token->owner->reopen_gate_callback();
-  });
-}
-
-void PercpuRwSemaphore::reopen_gate_callback() {
-  std::lock_guard guard(sync_mutex_);
-  if (writers_inside_ == 0 && sync_state_ == SyncState::kReplay) {
-    sync_state_ = SyncState::kExitPending;
-    queue_gate_reopen();
-    return;
-  }
-  if (writers_inside_ == 0 && sync_state_ == SyncState::kExitPending) {
-    // [W6] Release: pairs with the readers' acquire [R2]; the last write
-    // section happens-before every fast-path read section after this.
-    gate_.store(kGateOpen, std::memory_order_release);
-    sync_state_ = SyncState::kIdle;
-  }
-  // Otherwise a writer is inside; it queues a new reopen when it leaves.
-  reopen_queued_ = false;
 }
 
 }  // namespace cpuhp

@@ -59,7 +59,7 @@
 //   count. The reader needs no fence because [W2] supplies it, which is what
 //   MEMBARRIER_CMD_PRIVATE_EXPEDITED is for. Reopening the gate is deferred by
 //   an RCU grace period after the last writer leaves, and a writer that comes
-//   back before then skips [W1]/[W2] (rcu_sync's GP_PASSED/GP_EXIT/REPLAY).
+//   back before then skips [W1]/[W2] (detail::RcuSync, cpuhp/detail/rcu_sync.h).
 //
 //   Every wait (a reader at [R5], a writer at [W4] or for the readers that
 //   waited for the previous writer) polls for up to 50 µs before it sleeps on
@@ -74,10 +74,11 @@
 
 #include <atomic>
 #include <cstdint>
-#include <memory>
 #include <mutex>
 #include <shared_mutex>
 
+#include "cpuhp/detail/lock_cell.h"  // kGateOpen, kGateClosed
+#include "cpuhp/detail/rcu_sync.h"
 #include "cpuhp/detail/reader_slots.h"
 #include "cpuhp/membarrier.h"  // membarrier_available(): decides ReadSide::kAuto
 
@@ -106,7 +107,7 @@ class PercpuRwSemaphore {
     std::atomic_signal_fence(std::memory_order_seq_cst);
     // [R2] Acquire: pairs with the release store that reopens the gate [W6],
     // which happens-after the last writer's section.
-    if (gate_.load(std::memory_order_acquire) == kGateOpen) [[likely]]
+    if (gate_.load(std::memory_order_acquire) == detail::kGateOpen) [[likely]]
       return;
     lock_shared_slow(slot);
   }
@@ -123,7 +124,7 @@ class PercpuRwSemaphore {
     std::atomic_signal_fence(std::memory_order_seq_cst);
     // [R4] If the gate is open no writer got past [W2] before [R3] became
     // visible, so the writer's [W4] will see [R3] without a wake-up.
-    if (gate_.load(std::memory_order_relaxed) != kGateOpen) [[unlikely]]
+    if (gate_.load(std::memory_order_relaxed) != detail::kGateOpen) [[unlikely]]
       wake_writer();
   }
 
@@ -144,23 +145,16 @@ class PercpuRwSemaphore {
   ReadSide read_side() const noexcept { return read_side_; }
 
  private:
-  static constexpr std::uint32_t kGateOpen = 0;
-  static constexpr std::uint32_t kGateClosed = 1;
-  enum class SyncState { kIdle, kPassed, kExitPending, kReplay };
-
   void lock_shared_slow(detail::ReaderSlot* slot);
   [[noreturn]] void unlock_without_hold();
   void wake_writer();
   bool enter_write_section(bool wait_for_readers);
-  void close_gate();            // rcu_sync_enter
-  void schedule_gate_reopen();  // rcu_sync_exit
-  void open_block();            // [W7]: readers may enter again; wakes them
-  void queue_gate_reopen();     // after a grace period: reopen_gate_callback()
-  void reopen_gate_callback();
+  void open_block();  // [W7]: readers may enter again; wakes them
 
   detail::ReaderSlotTable slots_;
   const ReadSide read_side_;
   alignas(detail::kCacheLine) std::atomic<std::uint32_t> gate_;
+  detail::RcuSync rcu_sync_;  // the gate's state machine: writes gate_
 
   // Writer side; readers touch these only on slow paths.
   alignas(detail::kCacheLine) std::atomic<std::uint32_t> block_{0};
@@ -169,17 +163,6 @@ class PercpuRwSemaphore {
   std::atomic<std::uint32_t> writer_wake_seq_{0};
   std::atomic<std::uint32_t> waiting_readers_{0};
   std::mutex writer_mutex_;
-
-  // rcu_sync state, guarded by sync_mutex_ (the reopen callback takes it too).
-  std::mutex sync_mutex_;
-  SyncState sync_state_ = SyncState::kIdle;
-  bool reopen_queued_ = false;
-  int writers_inside_ = 0;
-  // Shared with queued reopen callbacks, so the destructor detaches them
-  // instead of waiting a grace period for them (it may run inside a read
-  // section, or on the callback thread itself).
-  struct ReopenToken;
-  std::shared_ptr<ReopenToken> reopen_token_;
 };
 
 using ReadLock = std::shared_lock<PercpuRwSemaphore>;
