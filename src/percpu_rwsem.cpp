@@ -6,6 +6,7 @@
 
 #include "cpuhp/diagnostics.h"
 #include "cpuhp/membarrier.h"
+#include "futex.h"
 #include "spin_wait.h"
 
 namespace cpuhp {
@@ -47,8 +48,8 @@ void PercpuRwSemaphore::lock_shared_slow(detail::ReaderSlot* slot) {
     // (our count, block_): either we see block_ set here, or the writer's
     // [W4] sees our count and waits for us.
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    // Acquire: pairs with the release store block_ = 0 in unlock() [W7].
-    if (block_.load(std::memory_order_acquire) == 0) break;
+    // Acquire: pairs with the release exchange of block_ in open_block() [W7].
+    if (block_.load(std::memory_order_acquire) == kBlockOpen) break;
     // The writer's own thread (a hotplug callback) reads what it writes.
     if (writer_owner_.load(std::memory_order_relaxed) == this_thread_token()) break;
     if (!counted_as_waiting) {
@@ -59,7 +60,8 @@ void PercpuRwSemaphore::lock_shared_slow(detail::ReaderSlot* slot) {
       // until we are counted. A reader that found a writer inside is thus
       // overtaken by at most one more writer (model/percpu_rwsem.pml: READER_
       // FAIRNESS verifies; the stronger "none" is refuted, and needs a
-      // waiter queue as the kernel has).
+      // waiter queue as the kernel has). Relaxed: the count orders no data;
+      // the writer's wait for it is decided on this one word.
       waiting_readers_.fetch_add(1, std::memory_order_relaxed);
       counted_as_waiting = true;
     }
@@ -67,16 +69,41 @@ void PercpuRwSemaphore::lock_shared_slow(detail::ReaderSlot* slot) {
     // Release: pairs with the writer's acquire loads in [W4].
     slot->count.store(0, std::memory_order_release);
     wake_writer();
-    // Acquire: pairs with [W7]; wakes on the notify_all() that follows it.
-    if (!detail::spin_briefly(
-            [this] { return block_.load(std::memory_order_acquire) == 0; }))
-      block_.wait(1, std::memory_order_acquire);
+    wait_for_open_block();
     slot->count.store(1, std::memory_order_relaxed);  // [R1] again
   }
-  // The RMW (a locked instruction) also orders the decrement before
-  // notify_all()'s load of the futex waiter count; see open_block().
-  if (counted_as_waiting && waiting_readers_.fetch_sub(1, std::memory_order_relaxed) == 1)
-    waiting_readers_.notify_all();
+  if (counted_as_waiting) leave_waiting_readers();
+}
+
+// Returns once block_ was seen open (the caller re-checks with [R5]).
+void PercpuRwSemaphore::wait_for_open_block() {
+  // Acquire: pairs with the release exchange in open_block() [W7].
+  if (detail::spin_briefly(
+          [this] { return block_.load(std::memory_order_acquire) == kBlockOpen; }))
+    return;
+  std::uint32_t seen = block_.load(std::memory_order_relaxed);
+  while (seen != kBlockOpen) {
+    // Mark the word before sleeping on it, so that [W7]'s exchange, which
+    // comes after this compare-exchange or before it in the word's single
+    // modification order, either reads "sleepers" and wakes us, or has
+    // already opened the block (the compare-exchange then fails, or the
+    // futex wait returns at once). Relaxed: the one word decides; the data
+    // are published by [W7]'s release and our caller's acquire load.
+    if (seen == kBlocked &&
+        !block_.compare_exchange_weak(seen, kBlockedSleepers, std::memory_order_relaxed))
+      continue;  // `seen` is reloaded
+    detail::futex_wait(&block_, kBlockedSleepers);
+    seen = block_.load(std::memory_order_relaxed);
+  }
+}
+
+void PercpuRwSemaphore::leave_waiting_readers() {
+  // The last waiting reader wakes the writer if it went to sleep on the
+  // count: the writer sets kWriterAsleep on this same word before sleeping,
+  // so this decrement either reads the bit or happens before the writer's
+  // compare-exchange, which then fails. Relaxed: see the increment.
+  const std::uint32_t before = waiting_readers_.fetch_sub(1, std::memory_order_relaxed);
+  if (before == (kWriterAsleep | 1)) detail::futex_wake(&waiting_readers_, 1);
 }
 
 bool PercpuRwSemaphore::try_lock_shared() {
@@ -87,7 +114,7 @@ bool PercpuRwSemaphore::try_lock_shared() {
   std::atomic_signal_fence(std::memory_order_seq_cst);
   if (gate_.load(std::memory_order_acquire) == detail::kGateOpen) return true;  // [R2]
   std::atomic_thread_fence(std::memory_order_seq_cst);                          // [R5]
-  if (block_.load(std::memory_order_acquire) == 0 ||
+  if (block_.load(std::memory_order_acquire) == kBlockOpen ||  // pairs with [W7]
       writer_owner_.load(std::memory_order_relaxed) == this_thread_token())
     return true;
   slot->count.store(0, std::memory_order_release);  // back off, as in lock_shared_slow()
@@ -101,9 +128,12 @@ void PercpuRwSemaphore::wake_writer() {
   // sees our count store that precedes this fence.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (!writer_waiting_.load(std::memory_order_relaxed)) return;
-  // Release: pairs with the writer's acquire load of writer_wake_seq_.
+  // Release: pairs with the writer's acquire load of writer_wake_seq_; a
+  // writer that loads this increment also sees our count store. Bumping the
+  // word before the wake means the writer's futex wait either sees the new
+  // value or is woken.
   writer_wake_seq_.fetch_add(1, std::memory_order_release);
-  writer_wake_seq_.notify_one();
+  detail::futex_wake(&writer_wake_seq_, 1);
 }
 
 void PercpuRwSemaphore::unlock_without_hold() {
@@ -153,19 +183,12 @@ bool PercpuRwSemaphore::enter_write_section(bool wait) {
     return false;
   }
   rcu_sync_.enter();  // [W1] [W2]
-  // Readers that waited for the previous writer get in before this one.
-  for (std::uint32_t n; (n = waiting_readers_.load(std::memory_order_relaxed)) != 0;) {
-    if (!wait) {  // try_lock() does not wait for them
-      rcu_sync_.exit();
-      writer_mutex_.unlock();
-      return false;
-    }
-    if (detail::spin_briefly(
-            [this] { return waiting_readers_.load(std::memory_order_relaxed) == 0; }))
-      break;
-    waiting_readers_.wait(n, std::memory_order_relaxed);
+  if (!wait_for_waiting_readers(wait)) {
+    rcu_sync_.exit();
+    writer_mutex_.unlock();
+    return false;
   }
-  block_.store(1, std::memory_order_relaxed);  // [W3]
+  block_.store(kBlocked, std::memory_order_relaxed);  // [W3]
   writer_owner_.store(this_thread_token(), std::memory_order_relaxed);
   writer_waiting_.store(true, std::memory_order_relaxed);
   // Pairs with the readers' [R5] (they see block_ or we see their count) and
@@ -183,9 +206,39 @@ bool PercpuRwSemaphore::enter_write_section(bool wait) {
       writer_mutex_.unlock();
       return false;
     }
-    writer_wake_seq_.wait(seq, std::memory_order_acquire);
+    // Returns at once if a reader bumped the sequence since our load.
+    detail::futex_wait(&writer_wake_seq_, seq);
   }
   writer_waiting_.store(false, std::memory_order_relaxed);
+  return true;
+}
+
+// Readers that waited for the previous writer get in before this one. Returns
+// false (try_lock) instead of waiting for them.
+bool PercpuRwSemaphore::wait_for_waiting_readers(bool wait) {
+  constexpr std::uint32_t kCount = ~kWriterAsleep;
+  auto none = [this] {
+    return (waiting_readers_.load(std::memory_order_relaxed) & kCount) == 0;
+  };
+  if (none()) return true;
+  if (!wait) return false;  // try_lock() does not wait for them
+  if (!detail::spin_briefly(none)) {
+    std::uint32_t seen = waiting_readers_.load(std::memory_order_relaxed);
+    while ((seen & kCount) != 0) {
+      // Set our bit before sleeping on the word: the last reader's decrement
+      // reads it (leave_waiting_readers()), or comes first and makes this
+      // compare-exchange fail. Relaxed: the one word decides.
+      if ((seen & kWriterAsleep) == 0 &&
+          !waiting_readers_.compare_exchange_weak(seen, seen | kWriterAsleep,
+                                                  std::memory_order_relaxed))
+        continue;  // `seen` is reloaded
+      detail::futex_wait(&waiting_readers_, seen | kWriterAsleep);
+      seen = waiting_readers_.load(std::memory_order_relaxed);
+    }
+  }
+  // Only the writer sets or clears the bit, and writers are serialised.
+  if ((waiting_readers_.load(std::memory_order_relaxed) & kWriterAsleep) != 0)
+    waiting_readers_.fetch_and(kCount, std::memory_order_relaxed);
   return true;
 }
 
@@ -198,17 +251,14 @@ void PercpuRwSemaphore::unlock() {
   writer_mutex_.unlock();
 }
 
-void PercpuRwSemaphore::open_block() {
-  // [W7] An exchange, not a release store: besides pairing (release) with the
-  // acquire load of block_ in the readers' slow path, so that the write
-  // section happens-before their read sections, it must be ordered before
-  // notify_all()'s load of the futex waiter count. libstdc++ skips the wake
-  // when that count reads zero; a plain store could still sit in this CPU's
-  // store buffer while a reader counts itself in, sees block_ still 1 and
-  // sleeps for good (store->load reordering; found by the contended writer
-  // benchmark). The locked exchange is a full barrier.
-  block_.exchange(0, std::memory_order_seq_cst);
-  block_.notify_all();
+void PercpuRwSemaphore::open_block() noexcept {
+  // [W7] Release: pairs with the acquire loads of block_ in the readers' slow
+  // path, so the write section happens-before their read sections. The
+  // exchange also reads whether a reader marked the word before sleeping
+  // (wait_for_open_block()): one read-modify-write on the futex word, so no
+  // sleeper is missed whatever the CPU's ordering of other accesses.
+  if (block_.exchange(kBlockOpen, std::memory_order_release) == kBlockedSleepers)
+    detail::futex_wake_all(&block_);
 }
 
 }  // namespace cpuhp

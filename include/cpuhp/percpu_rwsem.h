@@ -53,7 +53,9 @@
 //   [W1] writer: gate = closed          [W2] writer: membarrier() — a full
 //                                             barrier on every running thread
 //   [W3] writer: block = 1, fence       [W4] writer: wait until sum(counts) == 0
-//   [W6] reopen callback: gate = open   [W7] unlock: block = 0 (release), wake
+//   [W6] reopen callback: gate = open   [W7] unlock: exchange block = 0
+//                                             (release), futex-wake if a
+//                                             reader marked it "sleepers"
 //   Dekker: either the reader's [R2] sees the gate closed (slow path: fenced
 //   recheck of `block`, back off and wait), or the writer's [W4] sees its
 //   count. The reader needs no fence because [W2] supplies it, which is what
@@ -61,10 +63,17 @@
 //   an RCU grace period after the last writer leaves, and a writer that comes
 //   back before then skips [W1]/[W2] (detail::RcuSync, cpuhp/detail/rcu_sync.h).
 //
-//   Every wait (a reader at [R5], a writer at [W4] or for the readers that
-//   waited for the previous writer) polls for up to 50 µs before it sleeps on
-//   a futex: a sleeper's wake-up costs an IPI and, when every CPU is busy, a
-//   scheduler time slice (BM_HotplugCycle: 6 ms -> 42 µs median).
+//   Waits. Every wait (a reader at [R5], a writer at [W4] or for the readers
+//   that waited for the previous writer) polls for up to 50 µs before it
+//   sleeps on a futex: a sleeper's wake-up costs an IPI and, when every CPU
+//   is busy, a scheduler time slice (BM_HotplugCycle: 6 ms -> 42 µs median).
+//   Whether to wake is decided on the futex word itself: a reader marks
+//   `block` "blocked with sleepers" (1 -> 2, compare-exchange) before it
+//   sleeps, and [W7]'s exchange reads what it replaces; the last waiting
+//   reader's decrement reads the writer's "asleep" bit. The writer's [W4]
+//   sleep is the one Dekker pair: writer_waiting = 1, fence, sum; against
+//   count store, fence [R6], load writer_waiting. Every sleeper re-checks its
+//   condition when it wakes (spurious wake-ups are harmless).
 //
 //   Where membarrier is missing or refused (old kernel, seccomp EPERM/ENOSYS;
 //   detected once at start, or forced with ReadSide::kFenced or the
@@ -145,11 +154,21 @@ class PercpuRwSemaphore {
   ReadSide read_side() const noexcept { return read_side_; }
 
  private:
+  // block_: no writer past [W3] / a writer is / and a reader sleeps on it.
+  static constexpr std::uint32_t kBlockOpen = 0;
+  static constexpr std::uint32_t kBlocked = 1;
+  static constexpr std::uint32_t kBlockedSleepers = 2;
+  // waiting_readers_: the count, and the writer's "asleep on it" bit.
+  static constexpr std::uint32_t kWriterAsleep = 1U << 31;
+
   void lock_shared_slow(detail::ReaderSlot* slot);
+  void wait_for_open_block();
+  void leave_waiting_readers();
   [[noreturn]] void unlock_without_hold();
   void wake_writer();
   bool enter_write_section(bool wait_for_readers);
-  void open_block();  // [W7]: readers may enter again; wakes them
+  bool wait_for_waiting_readers(bool wait);
+  void open_block() noexcept;  // [W7]: readers may enter again; wakes sleepers
 
   detail::ReaderSlotTable slots_;
   const ReadSide read_side_;
@@ -157,7 +176,7 @@ class PercpuRwSemaphore {
   detail::RcuSync rcu_sync_;  // the gate's state machine: writes gate_
 
   // Writer side; readers touch these only on slow paths.
-  alignas(detail::kCacheLine) std::atomic<std::uint32_t> block_{0};
+  alignas(detail::kCacheLine) std::atomic<std::uint32_t> block_{kBlockOpen};
   std::atomic<const void*> writer_owner_{nullptr};
   std::atomic<bool> writer_waiting_{false};
   std::atomic<std::uint32_t> writer_wake_seq_{0};
