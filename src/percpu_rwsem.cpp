@@ -1,19 +1,15 @@
 // SPDX-License-Identifier: MIT
-// PercpuRwSemaphore slow paths and writer side. The fast paths and the
-// meaning of the [Rn]/[Wn] labels are in include/cpuhp/percpu_rwsem.h; the
-// same labels name the steps of model/percpu_rwsem.pml.
+// PercpuRwSemaphore slow paths and writer side. The fast paths and the meaning of the
+// [Rn]/[Wn] labels are in include/cpuhp/percpu_rwsem.h; the same labels name the steps of
+// model/percpu_rwsem.pml. The gate's state machine is detail::RcuSync.
 #include "cpuhp/percpu_rwsem.h"
 
 #include "cpuhp/diagnostics.h"
-#include "cpuhp/membarrier.h"
 #include "futex.h"
 #include "spin_wait.h"
 
 namespace cpuhp {
 namespace {
-
-thread_local char tl_thread_token;
-const void* this_thread_token() noexcept { return &tl_thread_token; }
 
 constexpr const char* kComponent = "PercpuRwSemaphore";
 
@@ -25,17 +21,17 @@ PercpuRwSemaphore::PercpuRwSemaphore(ReadSide read_side)
                      : ReadSide::kFenced),
       // The fenced read side keeps the gate closed for good: every reader
       // takes the slow path, whose fence [R5] replaces the writer's [W2].
-      rcu_sync_(gate_, /*can_open=*/read_side_ == ReadSide::kAuto) {}
+      rcu_sync_(cell_->gate, /*can_open=*/read_side_ == ReadSide::kAuto) {}
 
 PercpuRwSemaphore::~PercpuRwSemaphore() {
-  if (block_.load(std::memory_order_relaxed) != 0)
+  if (block_.load(std::memory_order_relaxed) != kBlockOpen)
     detail::fatal(kComponent, "destroyed while write-locked");
+  // A writer may still be inside unlock() after letting readers in ([W7]);
+  // its last access is the release of writer_mutex_: wait for it.
+  { detail::MutexLock wait_for_unlock(writer_mutex_); }
   if (slots_.sum_acquire() != 0) detail::fatal(kComponent, "destroyed while read-locked");
-  // rcu_sync_'s destructor detaches (or waits for) its reopen callback.
-}
-
-bool PercpuRwSemaphore::held_exclusive_by_this_thread() const noexcept {
-  return writer_owner_.load(std::memory_order_relaxed) == this_thread_token();
+  // Then rcu_sync_ detaches (or waits for) its reopen callback, and cell_,
+  // destroyed last, goes back to the pool.
 }
 
 // ---------------------------------------------------------------- readers
@@ -51,7 +47,8 @@ void PercpuRwSemaphore::lock_shared_slow(detail::ReaderSlot* slot) {
     // Acquire: pairs with the release exchange of block_ in open_block() [W7].
     if (block_.load(std::memory_order_acquire) == kBlockOpen) break;
     // The writer's own thread (a hotplug callback) reads what it writes.
-    if (writer_owner_.load(std::memory_order_relaxed) == this_thread_token()) break;
+    if (writer_owner_.load(std::memory_order_relaxed) == detail::this_thread_token())
+      break;
     if (!counted_as_waiting) {
       // Counted before backing off, so the wake-up below cannot hand the CPU
       // to a writer that then overtakes us: the next writer waits for this
@@ -68,7 +65,7 @@ void PercpuRwSemaphore::lock_shared_slow(detail::ReaderSlot* slot) {
     // Back off: hold nothing while waiting, or the writer waits for us.
     // Release: pairs with the writer's acquire loads in [W4].
     slot->count.store(0, std::memory_order_release);
-    wake_writer();
+    wake_writer(cell_.get());
     wait_for_open_block();
     slot->count.store(1, std::memory_order_relaxed);  // [R1] again
   }
@@ -112,28 +109,31 @@ bool PercpuRwSemaphore::try_lock_shared() {
   slot->count.store(held + 1, std::memory_order_relaxed);  // [R1], as in lock_shared()
   if (held > 0) return true;
   std::atomic_signal_fence(std::memory_order_seq_cst);
-  if (gate_.load(std::memory_order_acquire) == detail::kGateOpen) return true;  // [R2]
-  std::atomic_thread_fence(std::memory_order_seq_cst);                          // [R5]
+  // [R2] Acquire: pairs with [W6], as in lock_shared().
+  if (cell_->gate.load(std::memory_order_acquire) == detail::kGateOpen) return true;
+  std::atomic_thread_fence(std::memory_order_seq_cst);         // [R5]
   if (block_.load(std::memory_order_acquire) == kBlockOpen ||  // pairs with [W7]
-      writer_owner_.load(std::memory_order_relaxed) == this_thread_token())
+      writer_owner_.load(std::memory_order_relaxed) == detail::this_thread_token())
     return true;
   slot->count.store(0, std::memory_order_release);  // back off, as in lock_shared_slow()
-  wake_writer();
+  wake_writer(cell_.get());
   return false;
 }
 
-void PercpuRwSemaphore::wake_writer() {
+// Touches only the cell: it runs after the caller's releasing store, when the
+// semaphore may be gone.
+void PercpuRwSemaphore::wake_writer(detail::LockCell* cell) noexcept {
   // [R6] Full fence: pairs with the writer's fence after it sets
-  // writer_waiting_. Either we see writer_waiting_ and wake it, or its [W4]
+  // writer_waiting. Either we see writer_waiting and wake it, or its [W4]
   // sees our count store that precedes this fence.
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (!writer_waiting_.load(std::memory_order_relaxed)) return;
-  // Release: pairs with the writer's acquire load of writer_wake_seq_; a
+  if (cell->writer_waiting.load(std::memory_order_relaxed) == 0) return;
+  // Release: pairs with the writer's acquire load of writer_wake_seq; a
   // writer that loads this increment also sees our count store. Bumping the
   // word before the wake means the writer's futex wait either sees the new
   // value or is woken.
-  writer_wake_seq_.fetch_add(1, std::memory_order_release);
-  detail::futex_wake(&writer_wake_seq_, 1);
+  cell->writer_wake_seq.fetch_add(1, std::memory_order_release);
+  detail::futex_wake(&cell->writer_wake_seq, 1);
 }
 
 void PercpuRwSemaphore::unlock_without_hold() {
@@ -154,28 +154,31 @@ void PercpuRwSemaphore::disown_shared() {
 }
 
 void PercpuRwSemaphore::unlock_disowned_shared() {
+  // Loaded before the release, as in unlock_shared().
+  detail::LockCell* const cell = cell_.get();
   if (!slots_.release_one_disowned())
-    detail::fatal(
-        kComponent,
-        "unlock_disowned_shared() without a disowned read lock (see disown_shared())");
-  wake_writer();
+    detail::fatal(kComponent,
+                  "unlock_disowned_shared() without a disowned read lock (see "
+                  "disown_shared())");
+  wake_writer(cell);
 }
 
 // ---------------------------------------------------------------- writers
 
-void PercpuRwSemaphore::lock() { enter_write_section(/*wait_for_readers=*/true); }
-bool PercpuRwSemaphore::try_lock() {
-  return enter_write_section(/*wait_for_readers=*/false);
-}
+void PercpuRwSemaphore::lock() { enter_write_section(/*wait=*/true); }
+bool PercpuRwSemaphore::try_lock() { return enter_write_section(/*wait=*/false); }
 
+// Returns true holding writer_mutex_, which unlock() releases: held across
+// calls, which clang's thread-safety analysis cannot follow (hence no
+// analysis here; leave_write_section() states it with assume_held()).
 bool PercpuRwSemaphore::enter_write_section(bool wait) {
   if (held_exclusive_by_this_thread())
     detail::fatal(kComponent, "lock() by the thread that already holds the write lock");
   if (held_shared_by_this_thread()) {
     if (!wait) return false;  // try_lock() never blocks, so it cannot deadlock either
-    detail::fatal(
-        kComponent,
-        "lock() by a thread that holds a read lock of this semaphore: would deadlock");
+    detail::fatal(kComponent,
+                  "lock() by a thread that holds a read lock of this semaphore: would "
+                  "deadlock");
   }
   if (wait) {
     writer_mutex_.lock();
@@ -189,27 +192,25 @@ bool PercpuRwSemaphore::enter_write_section(bool wait) {
     return false;
   }
   block_.store(kBlocked, std::memory_order_relaxed);  // [W3]
-  writer_owner_.store(this_thread_token(), std::memory_order_relaxed);
-  writer_waiting_.store(true, std::memory_order_relaxed);
+  writer_owner_.store(detail::this_thread_token(), std::memory_order_relaxed);
+  cell_->writer_waiting.store(1, std::memory_order_relaxed);
   // Pairs with the readers' [R5] (they see block_ or we see their count) and
-  // [R6] (they see writer_waiting_ or we see their count drop).
+  // [R6] (they see writer_waiting or we see their count drop).
   std::atomic_thread_fence(std::memory_order_seq_cst);
   for (;;) {  // [W4]
     // Acquire: pairs with the release increment in wake_writer().
-    const std::uint32_t seq = writer_wake_seq_.load(std::memory_order_acquire);
+    const std::uint32_t seq = cell_->writer_wake_seq.load(std::memory_order_acquire);
     if (detail::spin_briefly([this] { return slots_.sum_acquire() == 0; })) break;
     if (!wait) {
-      writer_waiting_.store(false, std::memory_order_relaxed);
+      cell_->writer_waiting.store(0, std::memory_order_relaxed);
       writer_owner_.store(nullptr, std::memory_order_relaxed);
-      open_block();  // as [W7]
-      rcu_sync_.exit();
-      writer_mutex_.unlock();
+      leave_write_section();
       return false;
     }
     // Returns at once if a reader bumped the sequence since our load.
-    detail::futex_wait(&writer_wake_seq_, seq);
+    detail::futex_wait(&cell_->writer_wake_seq, seq);
   }
-  writer_waiting_.store(false, std::memory_order_relaxed);
+  cell_->writer_waiting.store(0, std::memory_order_relaxed);
   return true;
 }
 
@@ -246,8 +247,16 @@ void PercpuRwSemaphore::unlock() {
   if (!held_exclusive_by_this_thread())
     detail::fatal(kComponent, "unlock() by a thread that does not hold the write lock");
   writer_owner_.store(nullptr, std::memory_order_relaxed);
-  open_block();  // [W7]
-  rcu_sync_.exit();
+  leave_write_section();
+}
+
+// The writer's release, in the order that lets the last user free the
+// semaphore: nothing after [W7] but a futex wake on the address and the
+// release of writer_mutex_, which the destructor takes.
+void PercpuRwSemaphore::leave_write_section() {
+  writer_mutex_.assume_held();
+  rcu_sync_.exit();  // may queue the gate's reopening (it needs no reader in)
+  open_block();      // [W7]
   writer_mutex_.unlock();
 }
 
@@ -256,7 +265,8 @@ void PercpuRwSemaphore::open_block() noexcept {
   // path, so the write section happens-before their read sections. The
   // exchange also reads whether a reader marked the word before sleeping
   // (wait_for_open_block()): one read-modify-write on the futex word, so no
-  // sleeper is missed whatever the CPU's ordering of other accesses.
+  // sleeper is missed whatever the CPU's ordering of other accesses. After
+  // it, only the wake, which dereferences nothing in user space.
   if (block_.exchange(kBlockOpen, std::memory_order_release) == kBlockedSleepers)
     detail::futex_wake_all(&block_);
 }

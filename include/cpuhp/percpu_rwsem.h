@@ -6,26 +6,40 @@
 // CONTRACT
 //
 //   lock_shared() / unlock_shared()  any thread, any number of times, nested.
+//       unlock_shared() must run on the thread whose hold it ends, as for
+//       std::shared_mutex: holds are counted per thread, so another thread's
+//       unlock_shared() would end a hold of its own instead (a thread holding
+//       nothing aborts with a message; one holding a hold of its own cannot be
+//       told apart). To end a hold on another thread, hand it over with
+//       disown_shared() / unlock_disowned_shared().
 //       Fast path (gate open, the normal case): a plain store to a counter
-//       that only the calling thread writes, a compiler barrier and one load.
+//       that only the calling thread writes, a compiler barrier and loads.
 //       No atomic read-modify-write, no fence, no store to a shared line.
 //       Nested read locks on one thread never block, even with a writer
 //       queued (the writer is waiting for this very thread, so blocking
 //       would deadlock). The thread that holds the write lock may also take
 //       the read lock (hotplug callbacks do).
 //   lock() / unlock()                any thread not holding a read lock of
-//       this semaphore. Writers are serialised. A writer waits for every read
-//       section that started before it to end; read sections that start while
-//       it is queued or inside wait for it (writers do not starve), and a
-//       reader that found a writer inside is overtaken by at most one more
-//       writer (readers do not starve either; model/percpu_rwsem.pml).
+//       this semaphore; unlock() on the thread that called lock(). Writers are
+//       serialised. A writer waits for every read section that started before
+//       it to end; read sections that start while it is queued or inside wait
+//       for it (writers do not starve), and a reader that found a writer
+//       inside is overtaken by at most one more writer (readers do not starve
+//       either; model/percpu_rwsem.pml).
 //   try_lock_shared() / try_lock()   never block on the other side; try_lock()
 //       on a thread holding a read lock simply fails.
 //   disown_shared() / unlock_disowned_shared()
-//       A read hold released by another thread: the holder calls
-//       disown_shared(), after which the hold belongs to no thread and any
-//       thread may end it with unlock_disowned_shared(). (Plain unlock_shared()
-//       on a thread that holds nothing aborts with a message saying this.)
+//       A read hold ended by another thread: the holder calls disown_shared(),
+//       after which the hold belongs to no thread and any thread may end it
+//       with unlock_disowned_shared().
+//   Destruction: any thread, once no thread holds the semaphore or is inside
+//       one of its calls that acquires. As with std::shared_mutex, the last
+//       user may free it: a thread that acquired it after every other user
+//       released it may destroy it at once, while those users are still
+//       inside unlock_shared(), unlock_disowned_shared() or unlock() (none of
+//       them touches the semaphore after its releasing step). The destructor
+//       waits only for a writer still finishing unlock(), never for a grace
+//       period.
 //
 //   Models SharedLockable and Lockable: std::shared_lock and std::unique_lock
 //   work; ReadLock / WriteLock below are those two.
@@ -46,10 +60,12 @@
 //
 //   [R1] reader: count += 1 (plain store to its own slot)
 //   [R2] reader: load gate; open: done (fast path)
-//   [R3] unlock: count -= 1 (release)
-//   [R4] unlock: load gate; closed: wake the writer
+//   [R3] unlock: count -= 1 (release). The reader loaded the address of the
+//        semaphore's LockCell before: after [R3] it touches only the cell
+//   [R4] unlock: load gate (in the cell); closed: wake the writer
 //   [R5] slow path: fence, load block; set: back off (count = 0) and wait
-//   [R6] wake_writer(): fence, load writer_waiting, bump the wake sequence
+//   [R6] wake_writer(): fence, load writer_waiting (cell), bump the wake
+//        sequence (cell), futex-wake it
 //   [W1] writer: gate = closed          [W2] writer: membarrier() — a full
 //                                             barrier on every running thread
 //   [W3] writer: block = 1, fence       [W4] writer: wait until sum(counts) == 0
@@ -75,6 +91,10 @@
 //   count store, fence [R6], load writer_waiting. Every sleeper re-checks its
 //   condition when it wakes (spurious wake-ups are harmless).
 //
+//   Lifetime. unlock() exits the gate's state machine first, then lets
+//   readers in with [W7] and touches nothing after it but a futex wake on the
+//   address and its internal writer mutex, which the destructor takes.
+//
 //   Where membarrier is missing or refused (old kernel, seccomp EPERM/ENOSYS;
 //   detected once at start, or forced with ReadSide::kFenced or the
 //   environment variable CPUHP_NO_MEMBARRIER=1), the gate never opens and every
@@ -86,9 +106,11 @@
 #include <mutex>
 #include <shared_mutex>
 
-#include "cpuhp/detail/lock_cell.h"  // kGateOpen, kGateClosed
+#include "cpuhp/detail/lock_cell.h"
+#include "cpuhp/detail/mutex.h"
 #include "cpuhp/detail/rcu_sync.h"
 #include "cpuhp/detail/reader_slots.h"
+#include "cpuhp/detail/thread_annotations.h"
 #include "cpuhp/membarrier.h"  // membarrier_available(): decides ReadSide::kAuto
 
 namespace cpuhp {
@@ -98,10 +120,16 @@ enum class ReadSide {
   kFenced,  // always the fenced slow path (what kAuto falls back to)
 };
 
+namespace detail {
+// An address unique to the calling thread among the threads alive.
+inline thread_local char tl_thread_token = 0;
+inline const void* this_thread_token() noexcept { return &tl_thread_token; }
+}  // namespace detail
+
 class PercpuRwSemaphore {
  public:
   explicit PercpuRwSemaphore(ReadSide read_side = ReadSide::kAuto);
-  ~PercpuRwSemaphore();  // precondition: not held (checked: aborts); never waits
+  ~PercpuRwSemaphore();  // precondition: not held (checked: aborts)
   PercpuRwSemaphore(const PercpuRwSemaphore&) = delete;
   PercpuRwSemaphore& operator=(const PercpuRwSemaphore&) = delete;
 
@@ -116,7 +144,7 @@ class PercpuRwSemaphore {
     std::atomic_signal_fence(std::memory_order_seq_cst);
     // [R2] Acquire: pairs with the release store that reopens the gate [W6],
     // which happens-after the last writer's section.
-    if (gate_.load(std::memory_order_acquire) == detail::kGateOpen) [[likely]]
+    if (cell_->gate.load(std::memory_order_acquire) == detail::kGateOpen) [[likely]]
       return;
     lock_shared_slow(slot);
   }
@@ -126,6 +154,9 @@ class PercpuRwSemaphore {
     const long held = slot->count.load(std::memory_order_relaxed);
     if (held <= 0) [[unlikely]]
       unlock_without_hold();
+    // Loaded before [R3]: once our hold is gone a writer may get in and
+    // destroy the semaphore; the cell outlives it (cpuhp/detail/lock_cell.h).
+    detail::LockCell* const cell = cell_.get();
     // [R3] Release: pairs with the writer's acquire loads in [W4], so the
     // read section happens-before the write section that follows it.
     slot->count.store(held - 1, std::memory_order_release);
@@ -133,8 +164,8 @@ class PercpuRwSemaphore {
     std::atomic_signal_fence(std::memory_order_seq_cst);
     // [R4] If the gate is open no writer got past [W2] before [R3] became
     // visible, so the writer's [W4] will see [R3] without a wake-up.
-    if (gate_.load(std::memory_order_relaxed) != detail::kGateOpen) [[unlikely]]
-      wake_writer();
+    if (cell->gate.load(std::memory_order_relaxed) != detail::kGateOpen) [[unlikely]]
+      wake_writer(cell);
   }
 
   bool try_lock_shared();
@@ -150,7 +181,9 @@ class PercpuRwSemaphore {
   bool held_shared_by_this_thread() {
     return slots_.slot_for_this_thread()->count.load(std::memory_order_relaxed) > 0;
   }
-  bool held_exclusive_by_this_thread() const noexcept;
+  bool held_exclusive_by_this_thread() const noexcept {
+    return writer_owner_.load(std::memory_order_relaxed) == detail::this_thread_token();
+  }
   ReadSide read_side() const noexcept { return read_side_; }
 
  private:
@@ -165,23 +198,25 @@ class PercpuRwSemaphore {
   void wait_for_open_block();
   void leave_waiting_readers();
   [[noreturn]] void unlock_without_hold();
-  void wake_writer();
-  bool enter_write_section(bool wait_for_readers);
+  static void wake_writer(detail::LockCell* cell) noexcept;
+  bool enter_write_section(bool wait) CPUHP_NO_THREAD_SAFETY_ANALYSIS;
   bool wait_for_waiting_readers(bool wait);
+  void leave_write_section();
   void open_block() noexcept;  // [W7]: readers may enter again; wakes sleepers
 
+  // First, so that it shares a cache line with slots_'s id (both are read by
+  // every fast path), and is destroyed last, after rcu_sync_ stopped writing
+  // its gate.
+  detail::LockCellRef cell_;
   detail::ReaderSlotTable slots_;
   const ReadSide read_side_;
-  alignas(detail::kCacheLine) std::atomic<std::uint32_t> gate_;
-  detail::RcuSync rcu_sync_;  // the gate's state machine: writes gate_
+  detail::RcuSync rcu_sync_;  // the gate: cell_->gate
 
-  // Writer side; readers touch these only on slow paths.
+  // Writer side; readers touch these only on slow paths, inside their calls.
   alignas(detail::kCacheLine) std::atomic<std::uint32_t> block_{kBlockOpen};
   std::atomic<const void*> writer_owner_{nullptr};
-  std::atomic<bool> writer_waiting_{false};
-  std::atomic<std::uint32_t> writer_wake_seq_{0};
   std::atomic<std::uint32_t> waiting_readers_{0};
-  std::mutex writer_mutex_;
+  detail::Mutex writer_mutex_;  // held from lock() to unlock()
 };
 
 using ReadLock = std::shared_lock<PercpuRwSemaphore>;

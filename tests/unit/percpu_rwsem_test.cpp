@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Unit tests for cpuhp::PercpuRwSemaphore (include/cpuhp/percpu_rwsem.h), run
 // for both read sides: kAuto (membarrier fast path where the kernel allows it)
 // and kFenced (always the fenced slow path).
@@ -9,23 +10,31 @@
 #include "cpuhp/percpu_rwsem.h"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <barrier>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <ostream>
 #include <shared_mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
+#include "cpuhp/membarrier.h"
 #include "cpuhp/rcu.h"
 #include "support/waiting.h"
 
@@ -1074,6 +1083,258 @@ TEST_P(PercpuRwSemTest, BackToBackWritersWithReaders) {
 }
 
 INSTANTIATE_TEST_SUITE_P(ReadSides, PercpuRwSemTest,
+                         testing::Values(ReadSide::kAuto, ReadSide::kFenced), side_name);
+
+// ------------------------------------------------------------ object lifetime
+//
+// std::shared_mutex lets the last user free the lock: a thread that acquired
+// it after every other user released it may destroy it at once, while the
+// others may still be inside their unlock calls. These tests free a semaphore
+// at the worst moment and make any later access to it fault: the semaphore
+// lives on pages of its own, and "freeing" it runs the destructor and then
+// mprotect()s the pages to PROT_NONE. That fails in every build, not only
+// under AddressSanitizer.
+
+// One semaphore on pages of its own.
+class GuardedSemaphore {
+ public:
+  explicit GuardedSemaphore(ReadSide side)
+      : bytes_(round_up(sizeof(PercpuRwSemaphore))),
+        memory_(::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)) {
+    if (memory_ == MAP_FAILED) std::abort();
+    sem_ = new (memory_) PercpuRwSemaphore(side);
+  }
+  ~GuardedSemaphore() {
+    if (sem_ != nullptr) sem_->~PercpuRwSemaphore();
+    ::munmap(memory_, bytes_);
+  }
+  GuardedSemaphore(const GuardedSemaphore&) = delete;
+  GuardedSemaphore& operator=(const GuardedSemaphore&) = delete;
+
+  PercpuRwSemaphore& operator*() const { return *sem_; }
+  PercpuRwSemaphore* operator->() const { return sem_; }
+
+  // Destroys the semaphore; from now on every access to its memory faults.
+  void destroy() {
+    PercpuRwSemaphore* sem = sem_;
+    sem_ = nullptr;
+    sem->~PercpuRwSemaphore();
+    if (::mprotect(memory_, bytes_, PROT_NONE) != 0) std::abort();
+  }
+
+ private:
+  static std::size_t round_up(std::size_t n) {
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    return (n + page - 1) / page * page;
+  }
+  std::size_t bytes_;
+  void* memory_;
+  PercpuRwSemaphore* sem_ = nullptr;
+};
+
+// Freezing a thread inside a release call: the thread sets tl_releasing
+// around the call; SIGUSR1, sent at random moments, finds it there or not.
+// If it does, the handler reports "frozen" and waits until the test thread
+// lets it go; meanwhile the test checks (with a try-lock from its own thread)
+// whether the release already happened and, if so, destroys the semaphore.
+namespace freeze {
+thread_local volatile std::sig_atomic_t tl_releasing = 0;
+std::atomic<unsigned> handled{0};  // handler runs
+std::atomic<bool> frozen{false};
+std::atomic<unsigned> thaw_generation{0};
+
+void on_signal(int) {
+  const int saved_errno = errno;
+  if (tl_releasing != 0) {
+    const unsigned generation = thaw_generation.load();
+    frozen.store(true);
+    handled.fetch_add(1);
+    const timespec pause{0, 20'000};
+    while (thaw_generation.load() == generation) ::nanosleep(&pause, nullptr);
+    // Only now may the next signal be sent: one sent earlier would be
+    // delivered the moment this handler returns, at the same instruction,
+    // and the thread would never move on.
+    frozen.store(false);
+  } else {
+    handled.fetch_add(1);
+  }
+  errno = saved_errno;
+}
+
+// Marks the calls of `release` (which must not be inlined into anything
+// else: the fences keep the flag around exactly the call).
+template <class Release>
+void releasing(Release release) {
+  tl_releasing = 1;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  release();
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  tl_releasing = 0;
+}
+}  // namespace freeze
+
+enum class ReleasePath { kUnlockShared, kUnlockDisownedShared };
+
+// Runs `rounds` rounds; in each, a reader thread takes and releases read
+// holds of a fresh semaphore in a loop until the test thread freezes it
+// just after a release and destroys the semaphore.
+void free_behind_releasing_reader(ReadSide side, ReleasePath path, int rounds) {
+  struct sigaction action {};
+  action.sa_handler = freeze::on_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  if (::sigaction(SIGUSR1, &action, nullptr) != 0) std::abort();
+  for (int round = 0; round < rounds; ++round) {
+    GuardedSemaphore sem(side);
+    std::atomic<bool> destroyed{false};
+    std::thread reader([&] {
+      while (!destroyed.load()) {
+        sem->lock_shared();
+        if (path == ReleasePath::kUnlockShared) {
+          freeze::releasing([&] { sem->unlock_shared(); });
+        } else {
+          sem->disown_shared();
+          freeze::releasing([&] { sem->unlock_disowned_shared(); });
+        }
+      }
+    });
+    while (!destroyed.load()) {
+      const unsigned seen = freeze::handled.load();
+      ::pthread_kill(reader.native_handle(), SIGUSR1);
+      while (freeze::handled.load() == seen) std::this_thread::yield();
+      if (!freeze::frozen.load()) continue;
+      // The reader is inside a release call. If its hold is already gone, a
+      // writer gets in, and may then free the semaphore at once.
+      if (sem->try_lock()) {
+        sem->unlock();
+        sem.destroy();
+        destroyed.store(true);
+      }
+      freeze::thaw_generation.fetch_add(1);
+      while (freeze::frozen.load()) std::this_thread::yield();
+    }
+    reader.join();
+  }
+}
+
+bool under_thread_sanitizer() {
+#if defined(__SANITIZE_THREAD__)
+  return true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+  return true;
+#endif
+#endif
+  return false;
+}
+
+class PercpuRwSemLifetimeTest : public PercpuRwSemTest {};
+
+// unlock_shared() may be the last thing a reader does with the semaphore: a
+// writer that gets in after it may destroy it while the reader is still
+// inside unlock_shared(). Regression: the reader loaded the gate and woke the
+// writer through the semaphore after its releasing store.
+TEST_P(PercpuRwSemLifetimeTest, WriterMayFreeRightAfterUnlockShared) {
+  if (under_thread_sanitizer())
+    GTEST_SKIP() << "ThreadSanitizer defers signals to its interceptors: the reader "
+                    "loop would never be interrupted";
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        free_behind_releasing_reader(GetParam(), ReleasePath::kUnlockShared, 60);
+        std::_Exit(0);
+      },
+      testing::ExitedWithCode(0), "");
+}
+
+// The same for a disowned hold ended by unlock_disowned_shared().
+TEST_P(PercpuRwSemLifetimeTest, WriterMayFreeRightAfterUnlockDisownedShared) {
+  if (under_thread_sanitizer())
+    GTEST_SKIP() << "ThreadSanitizer defers signals to its interceptors: the reader "
+                    "loop would never be interrupted";
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        free_behind_releasing_reader(GetParam(), ReleasePath::kUnlockDisownedShared, 60);
+        std::_Exit(0);
+      },
+      testing::ExitedWithCode(0), "");
+}
+
+// unlock() may be the last thing a writer does with the semaphore: a reader
+// that it lets in may destroy it while the writer is still inside unlock().
+// The writer runs at SCHED_IDLE on the same CPU as the reader, so the wake-up
+// that unlock() sends the sleeping reader preempts the writer on the spot:
+// the reader gets in, releases and destroys the semaphore before the writer
+// runs another instruction. Regression: unlock() scheduled the gate's
+// reopening and released its internal mutex after letting readers in.
+// One CPU this thread may run on.
+cpu_set_t one_allowed_cpu() {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (::sched_getaffinity(0, sizeof allowed, &allowed) != 0) std::abort();
+  int cpu = 0;
+  while (!CPU_ISSET(cpu, &allowed)) ++cpu;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  return one;
+}
+
+void pin_to(const cpu_set_t& cpus) {
+  if (::pthread_setaffinity_np(::pthread_self(), sizeof cpus, &cpus) != 0) std::abort();
+}
+
+// A writer lets a sleeping reader in, and the reader frees the semaphore
+// before the writer runs another instruction (see the test below).
+void free_behind_unlocking_writer(ReadSide side, int rounds) {
+  const cpu_set_t cpu = one_allowed_cpu();
+  for (int round = 0; round < rounds; ++round) {
+    GuardedSemaphore sem(side);
+    std::atomic<bool> locked{false}, reader_started{false};
+    std::thread writer([&] {
+      pin_to(cpu);
+      const sched_param idle{};
+      if (::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &idle) != 0) std::abort();
+      sem->lock();
+      raise(locked);
+      wait_for(reader_started);
+      std::this_thread::sleep_for(kSettle);  // the reader sleeps in lock_shared()
+      sem->unlock();                         // the last access to `sem`
+    });
+    std::thread reader([&] {
+      pin_to(cpu);
+      wait_for(locked);
+      raise(reader_started);
+      sem->lock_shared();
+      sem->unlock_shared();
+      sem.destroy();
+    });
+    reader.join();
+    writer.join();
+  }
+}
+
+// unlock() may be the last thing a writer does with the semaphore: a reader
+// that it lets in may destroy it while the writer is still inside unlock().
+// The writer runs at SCHED_IDLE on the same CPU as the reader, so the wake-up
+// that unlock() sends the sleeping reader preempts the writer on the spot:
+// the reader gets in, releases and destroys the semaphore before the writer
+// runs another instruction (the destructor may wait for the writer, which
+// then runs). Regression: unlock() scheduled the gate's reopening and
+// released its internal mutex after letting readers in.
+TEST_P(PercpuRwSemLifetimeTest, ReaderMayFreeRightAfterUnlock) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        free_behind_unlocking_writer(GetParam(), 3);
+        std::_Exit(0);
+      },
+      testing::ExitedWithCode(0), "");
+}
+
+INSTANTIATE_TEST_SUITE_P(ReadSides, PercpuRwSemLifetimeTest,
                          testing::Values(ReadSide::kAuto, ReadSide::kFenced), side_name);
 
 }  // namespace

@@ -85,13 +85,17 @@ class ReaderSlotTable {
     ReaderSlot slots[kChunkSlots];
   };
 
+  // First: PercpuRwSemaphore keeps its other fast-path word on the same line.
   const std::uint64_t id_;
   Mutex mutex_;  // guards slot claiming/releasing (ReaderSlot::in_use), chunk growth
   // Chunks are published with a release store of nchunks_ after the pointer is
   // written; the writer's acquire load of nchunks_ pairs with it.
   std::atomic<Chunk*> chunks_[kMaxChunks] = {};
   std::atomic<std::size_t> nchunks_{0};
-  alignas(kCacheLine) std::atomic<long> disowned_{0};
+  // Not on a line of its own: written only when a hold is disowned or ended
+  // disowned, and an alignment here would push id_ off the line that
+  // PercpuRwSemaphore's fast path already reads.
+  std::atomic<long> disowned_{0};
 };
 
 }  // namespace cpuhp::detail
