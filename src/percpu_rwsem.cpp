@@ -5,6 +5,7 @@
 #include "cpuhp/percpu_rwsem.h"
 
 #include "cpuhp/diagnostics.h"
+#include "cpuhp/rcu.h"
 #include "futex.h"
 #include "spin_wait.h"
 
@@ -15,10 +16,11 @@ constexpr const char* kComponent = "PercpuRwSemaphore";
 
 }  // namespace
 
-PercpuRwSemaphore::PercpuRwSemaphore(ReadSide read_side)
+PercpuRwSemaphore::PercpuRwSemaphore(ReadSide read_side, WriterWaits writer_waits)
     : read_side_(read_side == ReadSide::kAuto && membarrier_available()
                      ? ReadSide::kAuto
                      : ReadSide::kFenced),
+      writer_waits_(writer_waits),
       // The fenced read side keeps the gate closed for good: every reader
       // takes the slow path, whose fence [R5] replaces the writer's [W2].
       rcu_sync_(cell_->gate, /*can_open=*/read_side_ == ReadSide::kAuto) {}
@@ -49,6 +51,10 @@ void PercpuRwSemaphore::lock_shared_slow(detail::ReaderSlot* slot) {
     // The writer's own thread (a hotplug callback) reads what it writes.
     if (writer_owner_.load(std::memory_order_relaxed) == detail::this_thread_token())
       break;
+    // We would wait for the writer; if it may wait for a grace period that
+    // our read section holds up, that is a deadlock.
+    if (writer_waits_ == WriterWaits::kForRcuGracePeriods && rcu::rcu_read_section_held())
+      reader_would_deadlock_with_rcu();
     if (!counted_as_waiting) {
       // Counted before backing off, so the wake-up below cannot hand the CPU
       // to a writer that then overtakes us: the next writer waits for this
@@ -142,6 +148,16 @@ void PercpuRwSemaphore::unlock_without_hold() {
       "unlock_shared() on a thread that holds no read lock of this semaphore; to release "
       "a read lock on another thread, call disown_shared() on the holder and "
       "unlock_disowned_shared() on the releaser");
+}
+
+void PercpuRwSemaphore::reader_would_deadlock_with_rcu() {
+  detail::fatal(
+      kComponent,
+      "lock_shared() inside an RCU read section while a writer holds or waits for this "
+      "lock, and its writers wait for RCU grace periods (a CPU going down): the writer "
+      "waits for this read section to end, this thread waits for the writer: deadlock. "
+      "Leave the RCU read section before taking the hotplug read lock, or take the "
+      "hotplug read lock first and enter the read section inside it");
 }
 
 void PercpuRwSemaphore::disown_shared() {

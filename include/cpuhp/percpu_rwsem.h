@@ -41,6 +41,13 @@
 //       waits only for a writer still finishing unlock(), never for a grace
 //       period.
 //
+//   WriterWaits::kForRcuGracePeriods (the hotplug Domain's lock, whose writer
+//       waits for RCU grace periods inside its write section): a reader that
+//       would have to wait for a writer while inside an RCU read section
+//       (cpuhp::rcu::rcu_read_section_held()) would deadlock with it; it
+//       aborts with a message instead (detail::fatal). Checked on the slow
+//       path only; the fast path is unchanged.
+//
 //   Models SharedLockable and Lockable: std::shared_lock and std::unique_lock
 //   work; ReadLock / WriteLock below are those two.
 //
@@ -120,6 +127,15 @@ enum class ReadSide {
   kFenced,  // always the fenced slow path (what kAuto falls back to)
 };
 
+// What a write section may wait for, besides the readers it excludes.
+enum class WriterWaits {
+  kForReadersOnly,
+  // Write sections may wait for RCU grace periods (the hotplug Domain's
+  // down()): a reader that would wait for a writer inside an RCU read section
+  // aborts with a message (see the contract).
+  kForRcuGracePeriods,
+};
+
 namespace detail {
 // An address unique to the calling thread among the threads alive.
 inline thread_local char tl_thread_token = 0;
@@ -128,7 +144,8 @@ inline const void* this_thread_token() noexcept { return &tl_thread_token; }
 
 class PercpuRwSemaphore {
  public:
-  explicit PercpuRwSemaphore(ReadSide read_side = ReadSide::kAuto);
+  explicit PercpuRwSemaphore(ReadSide read_side = ReadSide::kAuto,
+                             WriterWaits writer_waits = WriterWaits::kForReadersOnly);
   ~PercpuRwSemaphore();  // precondition: not held (checked: aborts)
   PercpuRwSemaphore(const PercpuRwSemaphore&) = delete;
   PercpuRwSemaphore& operator=(const PercpuRwSemaphore&) = delete;
@@ -185,6 +202,7 @@ class PercpuRwSemaphore {
     return writer_owner_.load(std::memory_order_relaxed) == detail::this_thread_token();
   }
   ReadSide read_side() const noexcept { return read_side_; }
+  WriterWaits writer_waits() const noexcept { return writer_waits_; }
 
  private:
   // block_: no writer past [W3] / a writer is / and a reader sleeps on it.
@@ -198,6 +216,7 @@ class PercpuRwSemaphore {
   void wait_for_open_block();
   void leave_waiting_readers();
   [[noreturn]] void unlock_without_hold();
+  [[noreturn]] void reader_would_deadlock_with_rcu();
   static void wake_writer(detail::LockCell* cell) noexcept;
   bool enter_write_section(bool wait) CPUHP_NO_THREAD_SAFETY_ANALYSIS;
   bool wait_for_waiting_readers(bool wait);
@@ -210,6 +229,7 @@ class PercpuRwSemaphore {
   detail::LockCellRef cell_;
   detail::ReaderSlotTable slots_;
   const ReadSide read_side_;
+  const WriterWaits writer_waits_;
   detail::RcuSync rcu_sync_;  // the gate: cell_->gate
 
   // Writer side; readers touch these only on slow paths, inside their calls.

@@ -1085,6 +1085,98 @@ TEST_P(PercpuRwSemTest, BackToBackWritersWithReaders) {
 INSTANTIATE_TEST_SUITE_P(ReadSides, PercpuRwSemTest,
                          testing::Values(ReadSide::kAuto, ReadSide::kFenced), side_name);
 
+// ------------------------------------------------------------ RCU read sections
+
+class PercpuRwSemRcuDeathTest : public testing::TestWithParam<ReadSide> {};
+
+// Regression: the Domain's writer (a CPU going down) holds the lock and waits
+// for an RCU grace period; a reader that blocked in lock_shared() inside an
+// RCU read section never ended that section: both waited for good, silently.
+// With WriterWaits::kForRcuGracePeriods the reader aborts with a message
+// instead. (Before the fix this child hangs until its alarm.)
+TEST_P(PercpuRwSemRcuDeathTest, ReaderInsideRcuReadSectionThatWouldWaitAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        ::alarm(10);
+        PercpuRwSemaphore sem(GetParam(), WriterWaits::kForRcuGracePeriods);
+        std::atomic<bool> locked{false};
+        std::atomic<bool> in_section{false};
+        std::thread writer([&] {
+          sem.lock();
+          raise(locked);
+          wait_for(in_section);
+          rcu::rcu_synchronize();  // waits for the reader's read section
+          sem.unlock();
+        });
+        writer.detach();
+        wait_for(locked);
+        rcu::ReadGuard section;
+        raise(in_section);
+        sem.lock_shared();  // would wait for the writer
+        std::_Exit(0);
+      },
+      "lock_shared\\(\\) inside an RCU read section.*deadlock.*Leave the RCU read "
+      "section");
+}
+
+// The check costs nothing where no wait is needed, and does not fire for a
+// lock whose writers do not wait for grace periods.
+TEST_P(PercpuRwSemRcuDeathTest, ReaderInsideRcuReadSectionThatNeedNotWaitIsFine) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        ::alarm(10);
+        PercpuRwSemaphore sem(GetParam(), WriterWaits::kForRcuGracePeriods);
+        {
+          rcu::ReadGuard section;
+          sem.lock_shared();  // no writer: the fast path, or the slow path's check
+          sem.lock_shared();  // nested
+          sem.unlock_shared();
+          sem.unlock_shared();
+        }
+        // The writer's own thread takes the read lock (a hotplug callback)
+        // inside a read section: it does not wait.
+        sem.lock();
+        {
+          rcu::ReadGuard section;
+          sem.lock_shared();
+          sem.unlock_shared();
+        }
+        // try_lock_shared() never waits, so it fails instead.
+        std::thread([&] {
+          rcu::ReadGuard section;
+          if (sem.try_lock_shared()) std::_Exit(3);
+        }).join();
+        sem.unlock();
+        // A lock whose writers wait only for readers: the reader waits.
+        PercpuRwSemaphore plain(GetParam());
+        EXPECT_EQ(plain.writer_waits(), WriterWaits::kForReadersOnly);
+        std::atomic<bool> locked{false};
+        std::atomic<bool> in_section{false};
+        std::thread writer([&] {
+          plain.lock();
+          raise(locked);
+          wait_for(in_section);
+          std::this_thread::sleep_for(kSettle);  // the reader waits
+          plain.unlock();
+        });
+        wait_for(locked);
+        {
+          rcu::ReadGuard section;
+          raise(in_section);
+          plain.lock_shared();
+          plain.unlock_shared();
+        }
+        writer.join();
+        std::_Exit(0);
+      },
+      testing::ExitedWithCode(0), "");
+}
+
+INSTANTIATE_TEST_SUITE_P(ReadSides, PercpuRwSemRcuDeathTest,
+                         testing::Values(ReadSide::kAuto, ReadSide::kFenced), side_name);
+
 // ------------------------------------------------------------ object lifetime
 //
 // std::shared_mutex lets the last user free the lock: a thread that acquired
