@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-// PercpuRwSemaphore slow paths and writer side. The fast paths and the meaning of the
-// [Rn]/[Wn] labels are in include/cpuhp/percpu_rwsem.h; the same labels name the steps of
+// PercpuRwSemaphore slow paths and writer side, and ReadLock's out-of-line
+// parts. The fast paths and the meaning of the [Rn]/[Wn] labels are in
+// include/cpuhp/percpu_rwsem.h; the same labels name the steps of
 // model/percpu_rwsem.pml. The gate's state machine is detail::RcuSync.
 #include "cpuhp/percpu_rwsem.h"
 
@@ -147,7 +148,7 @@ void PercpuRwSemaphore::unlock_without_hold() {
       kComponent,
       "unlock_shared() on a thread that holds no read lock of this semaphore; to release "
       "a read lock on another thread, call disown_shared() on the holder and "
-      "unlock_disowned_shared() on the releaser");
+      "unlock_disowned_shared() on the releaser (ReadLock::disown() does both)");
 }
 
 void PercpuRwSemaphore::reader_would_deadlock_with_rcu() {
@@ -285,6 +286,27 @@ void PercpuRwSemaphore::open_block() noexcept {
   // it, only the wake, which dereferences nothing in user space.
   if (block_.exchange(kBlockOpen, std::memory_order_release) == kBlockedSleepers)
     detail::futex_wake_all(&block_);
+}
+
+// ---------------------------------------------------------------- ReadLock
+
+DisownedReadLock ReadLock::disown() {
+  if (holder_ == nullptr)
+    detail::fatal(kComponent, "ReadLock::disown() on a guard that holds no read lock");
+  if (holder_ != detail::this_thread_token()) released_on_another_thread("disowned");
+  holder_ = nullptr;
+  sem_->disown_shared();
+  return DisownedReadLock(*sem_);
+}
+
+void ReadLock::released_on_another_thread(const char* what) {
+  detail::fatal(
+      kComponent,
+      "a ReadLock %s on a thread other than the one that took the read lock (read holds "
+      "are counted per thread, so this would end the wrong thread's hold). To hand a "
+      "read hold to another thread, call disown() on the holding thread and pass the "
+      "DisownedReadLock it returns; any thread may end that one",
+      what);
 }
 
 }  // namespace cpuhp

@@ -10,8 +10,8 @@
 //       std::shared_mutex: holds are counted per thread, so another thread's
 //       unlock_shared() would end a hold of its own instead (a thread holding
 //       nothing aborts with a message; one holding a hold of its own cannot be
-//       told apart). To end a hold on another thread, hand it over with
-//       disown_shared() / unlock_disowned_shared().
+//       told apart, so use ReadLock, which checks). To end a hold on another
+//       thread, hand it over with disown_shared() / unlock_disowned_shared().
 //       Fast path (gate open, the normal case): a plain store to a counter
 //       that only the calling thread writes, a compiler barrier and loads.
 //       No atomic read-modify-write, no fence, no store to a shared line.
@@ -31,7 +31,7 @@
 //   disown_shared() / unlock_disowned_shared()
 //       A read hold ended by another thread: the holder calls disown_shared(),
 //       after which the hold belongs to no thread and any thread may end it
-//       with unlock_disowned_shared().
+//       with unlock_disowned_shared(). ReadLock::disown() wraps the pair.
 //   Destruction: any thread, once no thread holds the semaphore or is inside
 //       one of its calls that acquires. As with std::shared_mutex, the last
 //       user may free it: a thread that acquired it after every other user
@@ -49,7 +49,9 @@
 //       path only; the fast path is unchanged.
 //
 //   Models SharedLockable and Lockable: std::shared_lock and std::unique_lock
-//   work; ReadLock / WriteLock below are those two.
+//   work. ReadLock (below) is a std::shared_lock-like guard that also checks
+//   that it is released on the thread that took the hold, and can hand the
+//   hold over (disown()); WriteLock is std::unique_lock.
 //
 //   Misuse that would deadlock (lock() while holding a read lock, lock()
 //   twice on one thread, destroying a held lock) aborts with a message; the
@@ -112,6 +114,8 @@
 #include <cstdint>
 #include <mutex>
 #include <shared_mutex>
+#include <system_error>
+#include <utility>
 
 #include "cpuhp/detail/lock_cell.h"
 #include "cpuhp/detail/mutex.h"
@@ -239,7 +243,141 @@ class PercpuRwSemaphore {
   detail::Mutex writer_mutex_;  // held from lock() to unlock()
 };
 
-using ReadLock = std::shared_lock<PercpuRwSemaphore>;
+class ReadLock;
+
+// A read hold that belongs to no thread (ReadLock::disown()): any thread may
+// end it, with unlock() or by destroying it (unlock_disowned_shared()).
+// Movable, not copyable; an empty one (default, moved from) does nothing.
+class DisownedReadLock {
+ public:
+  DisownedReadLock() noexcept = default;
+  DisownedReadLock(DisownedReadLock&& other) noexcept
+      : sem_(std::exchange(other.sem_, nullptr)) {}
+  DisownedReadLock& operator=(DisownedReadLock&& other) noexcept {
+    if (this != &other) {
+      if (sem_ != nullptr) sem_->unlock_disowned_shared();
+      sem_ = std::exchange(other.sem_, nullptr);
+    }
+    return *this;
+  }
+  ~DisownedReadLock() {
+    if (sem_ != nullptr) sem_->unlock_disowned_shared();
+  }
+  DisownedReadLock(const DisownedReadLock&) = delete;
+  DisownedReadLock& operator=(const DisownedReadLock&) = delete;
+
+  // Ends the hold. Throws std::system_error (operation_not_permitted) if empty.
+  void unlock() {
+    if (sem_ == nullptr)
+      throw std::system_error(std::make_error_code(std::errc::operation_not_permitted));
+    std::exchange(sem_, nullptr)->unlock_disowned_shared();
+  }
+  bool owns_lock() const noexcept { return sem_ != nullptr; }
+  explicit operator bool() const noexcept { return owns_lock(); }
+  PercpuRwSemaphore* mutex() const noexcept { return sem_; }
+
+ private:
+  friend class ReadLock;
+  explicit DisownedReadLock(PercpuRwSemaphore& sem) noexcept : sem_(&sem) {}
+  PercpuRwSemaphore* sem_ = nullptr;
+};
+
+// The read-lock guard: std::shared_lock's interface (constructors with
+// defer_lock / try_to_lock / adopt_lock, lock, try_lock, unlock, release,
+// swap, owns_lock, mutex; the same exceptions), plus:
+//   * it remembers the thread that took the hold, and releasing it on another
+//     thread (a ReadLock moved to another thread, then destroyed or unlocked
+//     there) aborts with a message instead of ending that thread's own hold;
+//   * disown() hands the hold over: it returns a DisownedReadLock that any
+//     thread may end.
+// adopt_lock: the calling thread holds a read lock of `sem` that it passes in.
+class ReadLock {
+ public:
+  using mutex_type = PercpuRwSemaphore;
+
+  ReadLock() noexcept = default;
+  [[nodiscard]] explicit ReadLock(PercpuRwSemaphore& sem) : sem_(&sem) {
+    sem.lock_shared();
+    holder_ = detail::this_thread_token();
+  }
+  ReadLock(PercpuRwSemaphore& sem, std::defer_lock_t) noexcept : sem_(&sem) {}
+  ReadLock(PercpuRwSemaphore& sem, std::try_to_lock_t) : sem_(&sem) {
+    if (sem.try_lock_shared()) holder_ = detail::this_thread_token();
+  }
+  ReadLock(PercpuRwSemaphore& sem, std::adopt_lock_t) noexcept
+      : sem_(&sem), holder_(detail::this_thread_token()) {}
+  ~ReadLock() {
+    if (holder_ != nullptr) release_hold();
+  }
+  ReadLock(ReadLock&& other) noexcept
+      : sem_(std::exchange(other.sem_, nullptr)),
+        holder_(std::exchange(other.holder_, nullptr)) {}
+  ReadLock& operator=(ReadLock&& other) noexcept {
+    if (this != &other) {
+      if (holder_ != nullptr) release_hold();
+      sem_ = std::exchange(other.sem_, nullptr);
+      holder_ = std::exchange(other.holder_, nullptr);
+    }
+    return *this;
+  }
+  ReadLock(const ReadLock&) = delete;
+  ReadLock& operator=(const ReadLock&) = delete;
+
+  void lock() {
+    check_can_lock();
+    sem_->lock_shared();
+    holder_ = detail::this_thread_token();
+  }
+  bool try_lock() {
+    check_can_lock();
+    if (sem_->try_lock_shared()) holder_ = detail::this_thread_token();
+    return holder_ != nullptr;
+  }
+  void unlock() {
+    if (holder_ == nullptr)
+      throw std::system_error(std::make_error_code(std::errc::operation_not_permitted));
+    release_hold();
+  }
+  // Hands the hold over (see DisownedReadLock); this guard keeps its mutex()
+  // and owns nothing afterwards. Precondition: owns_lock(), on the thread
+  // that took the hold (checked: aborts).
+  [[nodiscard]] DisownedReadLock disown();
+  // The caller takes over the hold (if any), on this thread.
+  PercpuRwSemaphore* release() noexcept {
+    holder_ = nullptr;
+    return std::exchange(sem_, nullptr);
+  }
+  void swap(ReadLock& other) noexcept {
+    std::swap(sem_, other.sem_);
+    std::swap(holder_, other.holder_);
+  }
+
+  bool owns_lock() const noexcept { return holder_ != nullptr; }
+  explicit operator bool() const noexcept { return owns_lock(); }
+  PercpuRwSemaphore* mutex() const noexcept { return sem_; }
+
+ private:
+  void check_can_lock() const {
+    if (sem_ == nullptr)
+      throw std::system_error(std::make_error_code(std::errc::operation_not_permitted));
+    if (holder_ != nullptr)
+      throw std::system_error(
+          std::make_error_code(std::errc::resource_deadlock_would_occur));
+  }
+  void release_hold() {
+    if (holder_ != detail::this_thread_token()) [[unlikely]]
+      released_on_another_thread("released");
+    holder_ = nullptr;
+    sem_->unlock_shared();
+  }
+  [[noreturn]] static void released_on_another_thread(const char* what);
+
+  PercpuRwSemaphore* sem_ = nullptr;
+  const void* holder_ = nullptr;  // the holding thread's token; null: owns nothing
+};
+
+inline void swap(ReadLock& a, ReadLock& b) noexcept { a.swap(b); }
+
 using WriteLock = std::unique_lock<PercpuRwSemaphore>;
 
 }  // namespace cpuhp

@@ -1177,6 +1177,114 @@ TEST_P(PercpuRwSemRcuDeathTest, ReaderInsideRcuReadSectionThatNeedNotWaitIsFine)
 INSTANTIATE_TEST_SUITE_P(ReadSides, PercpuRwSemRcuDeathTest,
                          testing::Values(ReadSide::kAuto, ReadSide::kFenced), side_name);
 
+// ------------------------------------------------------------ ReadLock
+
+TEST_P(PercpuRwSemTest, ReadLockInterface) {
+  ReadLock empty;
+  EXPECT_FALSE(empty.owns_lock());
+  EXPECT_EQ(empty.mutex(), nullptr);
+  EXPECT_THROW(empty.lock(), std::system_error);
+  EXPECT_THROW(empty.unlock(), std::system_error);
+
+  ReadLock r(sem_);
+  EXPECT_TRUE(r.owns_lock());
+  EXPECT_TRUE(static_cast<bool>(r));
+  EXPECT_EQ(r.mutex(), &sem_);
+  EXPECT_THROW(r.lock(), std::system_error);  // already owns
+  r.unlock();
+  EXPECT_FALSE(r.owns_lock());
+  EXPECT_FALSE(sem_.held_shared_by_this_thread());
+  EXPECT_TRUE(r.try_lock());
+  ReadLock moved(std::move(r));  // moving on the same thread is fine
+  EXPECT_FALSE(r.owns_lock());
+  EXPECT_TRUE(moved.owns_lock());
+  ReadLock other;
+  other.swap(moved);
+  EXPECT_TRUE(other.owns_lock());
+  moved = std::move(other);
+  EXPECT_TRUE(moved.owns_lock());
+  PercpuRwSemaphore* released = moved.release();  // we now own the hold ourselves
+  EXPECT_EQ(released, &sem_);
+  EXPECT_FALSE(moved.owns_lock());
+  EXPECT_TRUE(sem_.held_shared_by_this_thread());
+  {
+    ReadLock adopted(sem_, std::adopt_lock);
+    EXPECT_TRUE(adopted.owns_lock());
+  }
+  EXPECT_FALSE(sem_.held_shared_by_this_thread());
+  // std::shared_lock keeps working as before.
+  {
+    std::shared_lock<PercpuRwSemaphore> s(sem_);
+    EXPECT_TRUE(sem_.held_shared_by_this_thread());
+  }
+  EXPECT_FALSE(sem_.held_shared_by_this_thread());
+}
+
+// DESIGN: a read hold may be handed to another thread explicitly.
+TEST_P(PercpuRwSemTest, ReadLockDisownHandsTheHoldToAnotherThread) {
+  DisownedReadLock handed;
+  {
+    ReadLock r(sem_);
+    handed = r.disown();
+    EXPECT_FALSE(r.owns_lock());
+    EXPECT_EQ(r.mutex(), &sem_);
+    EXPECT_FALSE(sem_.held_shared_by_this_thread());
+  }  // r owns nothing: destroying it ends nothing
+  EXPECT_TRUE(handed.owns_lock());
+  EXPECT_EQ(handed.mutex(), &sem_);
+  std::thread([&] { EXPECT_FALSE(sem_.try_lock()); }).join();  // still held
+  std::thread([h = std::move(handed)]() mutable {
+    EXPECT_TRUE(h.owns_lock());
+    h.unlock();
+    EXPECT_FALSE(h.owns_lock());
+    EXPECT_THROW(h.unlock(), std::system_error);
+  }).join();
+  EXPECT_FALSE(handed.owns_lock());
+  std::thread([&] {
+    EXPECT_TRUE(sem_.try_lock());
+    sem_.unlock();
+  }).join();
+  // Destroying a DisownedReadLock ends its hold, on whatever thread.
+  {
+    ReadLock r(sem_);
+    std::thread([h = r.disown()] {}).join();
+  }
+  EXPECT_TRUE(sem_.try_lock());
+  sem_.unlock();
+}
+
+// Regression: unlock_shared() (through a ReadLock that had been moved to
+// another thread) on a thread that held a read lock of its own ended that
+// thread's hold instead: its nesting count went wrong, and a writer then
+// waited for good for the original holder's slot. Now ReadLock notices.
+TEST_P(PercpuRwSemDeathTest, ReadLockReleasedOnAnotherThreadAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        ReadLock mine(sem_);
+        std::thread([&] {
+          ReadLock own(sem_);  // this thread's own hold
+          { ReadLock moved(std::move(mine)); }
+          std::_Exit(0);  // not reached: the release above aborts
+        }).join();
+      },
+      "ReadLock released on a thread other than the one that took.*disown\\(\\)");
+  EXPECT_DEATH(
+      {
+        ReadLock mine(sem_);
+        std::thread([&] { mine.unlock(); }).join();
+        std::_Exit(0);
+      },
+      "ReadLock released on a thread other than");
+  EXPECT_DEATH(
+      {
+        ReadLock mine(sem_);
+        std::thread([&] { (void)mine.disown(); }).join();
+        std::_Exit(0);
+      },
+      "ReadLock disowned on a thread other than");
+}
+
 // ------------------------------------------------------------ object lifetime
 //
 // std::shared_mutex lets the last user free the lock: a thread that acquired
