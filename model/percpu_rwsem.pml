@@ -2,9 +2,12 @@
  * percpu_rwsem.pml - the hotplug lock (cpuhp::PercpuRwSemaphore).
  *
  * Code: include/cpuhp/percpu_rwsem.h (lock_shared, unlock_shared: the fast
- * paths) and src/percpu_rwsem.cpp (lock_shared_slow, wake_writer,
- * enter_write_section, unlock, close_gate, schedule_gate_reopen,
- * reopen_gate_callback). The labels R1..R6, W1..W4, W6 and W7 below are the
+ * paths), src/percpu_rwsem.cpp (lock_shared_slow, wait_for_open_block,
+ * leave_waiting_readers, wake_writer, enter_write_section,
+ * wait_for_waiting_readers, unlock, leave_write_section, open_block) and
+ * src/rcu_sync.cpp (RcuSync::enter, exit, callback: close_gate,
+ * schedule_gate_reopen and Callback here). The labels R1..R6, W1..W4, W6 and
+ * W7 below are the
  * [R1]..[R6], [W1]..[W4], [W6] and [W7] of the legend in percpu_rwsem.h and
  * of the comments at those steps in both files. R6 and R6b are both [R6]
  * (wake_writer()), reached from unlock_shared() and from the slow path's
@@ -14,7 +17,7 @@
  * (the second entry finds the gate still closed and takes the skip path of
  * close_gate(); leaving again while the first reopen callback is queued gives
  * GP_REPLAY), the RCU callback thread that runs the deferred gate reopening,
- * and one store-buffer drainer per reader.
+ * one store-buffer drainer per reader and (safety runs) a destroyer.
  *
  * Memory model. The read fast path has no fence: a reader's stores to its own
  * slot count ([R1], [R3], the slow path's back-off) go into a per-reader FIFO
@@ -27,10 +30,36 @@
  * own stores are followed by a full fence in the code ([W2], the fence after
  * [W3], the mutexes) and are modelled as immediately visible. The RCU grace
  * period before the reopen callback is an arbitrary delay (it is not used as
- * a barrier). Futex waits are value-based: block_.wait(1) is `block == 0`,
- * waiting_readers_.wait(n) is `waiting_readers != n`, and
- * writer_wake_seq_.wait(seq) is `woken` (set by every increment after the
- * writer's load of seq, which is what a never-wrapping counter gives).
+ * a barrier).
+ *
+ * Futexes (src/futex.h), as implemented: futex_wait(word, v) compares and
+ * enqueues in one step (the kernel's guarantee) and then sleeps until a
+ * futex_wake() on the word dequeues it; futex_wake() is a separate step after
+ * the waker's own store. Sleeping is explicit (bsleep[], wsleep, wrsleep), so
+ * a wake-up that nobody is owed to is lost, as on a real futex. The words:
+ *   block_            0 open, 1 blocked, 2 blocked with sleepers. A reader
+ *                     marks 1 -> 2 (compare-exchange) before futex_wait(2);
+ *                     [W7] is an exchange to 0 that wakes all if it read 2.
+ *   writer_wake_seq   the writer loads it (woken = 0: a never-wrapping
+ *                     counter, so "changed since the load" is one bit), sums,
+ *                     and futex_waits for the loaded value; a reader that saw
+ *                     writer_waiting bumps it (woken = 1), then wakes.
+ *   waiting_readers_  the count and the writer's "asleep" bit (wr_asleep): the
+ *                     writer sets the bit (compare-exchange on the count it
+ *                     saw) and futex_waits for count|bit; the last reader's
+ *                     decrement reads the bit and wakes.
+ * Spurious wake-ups are not generated (every wait re-checks in a loop, so
+ * they could only add states).
+ *
+ * Lifetime (safety runs). The Destroyer frees the semaphore once it has
+ * observed every release: each reader's last [R3] in memory, the writer's
+ * last [W7], and (the destructor takes it) writer_mutex_ free, no reopen
+ * callback running. After that, `freed` makes every access to the
+ * semaphore's own memory an assertion failure (OBJ); the gate,
+ * writer_waiting and writer_wake_seq live in the type-stable LockCell and may
+ * still be touched (CELL; with MUTANT_GATE_IN_OBJECT they are in the object,
+ * the old layout). A queued reopen callback finds its owner gone and does
+ * nothing (the token).
  *
  * Not modelled: nesting (a nested lock_shared never blocks), try_lock and
  * try_lock_shared, disown_shared, the writer's own read locks (writer_owner_),
@@ -38,7 +67,9 @@
  * [W3] and the reader's waiting_readers_ increment are unlabelled in both.
  *
  * Properties: mutual exclusion (the asserts in both critical sections); no
- * lost wake-up or deadlock (no invalid end state); writer progress (ltl
+ * lost wake-up or deadlock (no invalid end state); no access to the
+ * semaphore after the last release (assert(!freed), safety runs); writer
+ * progress (ltl
  * wprog, -DLIVE); reader fairness (-DREADER_FAIRNESS), checked where a reader
  * that waited leaves the slow path. Writers are numbered in the order they
  * pass their waiting_readers_ check (wcommit); the reader notes that number
@@ -60,6 +91,9 @@
  *                        property wprog with  pan -a -f  (writer progress)
  *   -DFENCED             ReadSide::kFenced: the gate starts closed and never
  *                        reopens; every reader takes the fenced slow path
+ *   -DCOARSE_FUTEX       each futex wait's "mark the word, compare, enqueue"
+ *                        and each wake's "store, wake" is one step (the big
+ *                        runs; the default run keeps every step apart)
  *   -DVARIANT_REOPEN_NOW the writer reopens the gate at unlock, without the
  *                        grace period (a benign variant: still verifies)
  *   -DREADER_FAIRNESS    check reader fairness (a), (b), (c) as stated above
@@ -83,7 +117,7 @@
 #define OPEN   0
 #define CLOSED 1
 
-/* rcu_sync states (PercpuRwSemaphore::SyncState) */
+/* rcu_sync states (detail::RcuSync::State; kClosedForGood is PASSED here) */
 #define IDLE         0
 #define PASSED       1
 #define EXIT_PENDING 2
@@ -97,17 +131,22 @@ byte sync_state = PASSED;
 byte gate = OPEN;               /* gate_ */
 byte sync_state = IDLE;         /* sync_state_ */
 #endif
-bit  block = 0;                 /* block_ */
-bit  writer_waiting = 0;        /* writer_waiting_ */
-bit  woken = 0;                 /* writer_wake_seq_ moved since the writer loaded it */
-byte waiting_readers = 0;       /* waiting_readers_ */
+byte block = 0;                 /* block_: 0 open, 1 blocked, 2 with sleepers */
+bit  bsleep[NR];                /* reader i asleep in futex_wait(&block_, 2) */
+bit  writer_waiting = 0;        /* cell->writer_waiting */
+bit  woken = 0;                 /* writer_wake_seq moved since the writer loaded it */
+bit  wsleep = 0;                /* the writer asleep in futex_wait(&writer_wake_seq) */
+byte waiting_readers = 0;       /* waiting_readers_: the count ... */
+bit  wr_asleep = 0;             /* ... and its kWriterAsleep bit */
+bit  wrsleep = 0;               /* the writer asleep in futex_wait(&waiting_readers_) */
+bit  wmutex = 0;                /* writer_mutex_ (taken by the destructor) */
 byte cnt[NR];                   /* slot counts in memory: what [W4] sums */
 byte sb[2 * NR];                /* store buffers: sb[2i] oldest, sb[2i+1] */
 byte nsb[NR];                   /* entries in reader i's store buffer */
 
-bit  syncm = 0;                 /* sync_mutex_ */
-bit  reopen_queued = 0;         /* reopen_queued_ */
-byte writers_inside = 0;        /* writers_inside_ */
+bit  syncm = 0;                 /* RcuSync::mutex_ */
+bit  reopen_queued = 0;         /* RcuSync::callback_queued_ */
+byte writers_inside = 0;        /* RcuSync::writers_ */
 bit  cb_pending = 0;            /* an rcu_call() of the reopen callback is queued */
 
 /* observation only */
@@ -122,12 +161,32 @@ byte wcs_gen = 0;               /* wcommit of the writer last in its section */
 byte readers_in_cs = 0;
 bit  writer_in_cs = 0;
 
+/* lifetime (safety runs only) */
+#ifdef LIVE
+#define OBJ skip
+#define NOT_FREED true
+#else
+bit  freed = 0;                 /* the Destroyer ran the destructor */
+byte rdone = 0;                 /* readers past their last [R3] */
+bit  wdone = 0;                 /* the writer past its last [W7] */
+#define OBJ assert(!freed)      /* an access to the semaphore's own memory */
+#define NOT_FREED (!freed)
+#endif
+/* CELL_ precedes an access to the LockCell: fine after the free (and no
+ * step at all), unless the cell's words are in the object (the old layout). */
+#ifdef MUTANT_GATE_IN_OBJECT
+#define CELL_ OBJ;
+#else
+#define CELL_
+#endif
+
 /* ---------------------------------------------------------- memory helpers */
 
 /* One buffered store of reader i's slot count; a full buffer drains its oldest
  * entry first (a legal schedule of a deeper buffer). */
 inline store_count(i, v) {
   atomic {
+    OBJ;                              /* the slot is the semaphore's memory */
     if
     :: nsb[i] == 2 ->
        cnt[i] = sb[2*i]; sb[2*i] = sb[2*i+1]; sb[2*i+1] = 0; nsb[i] = 1
@@ -185,19 +244,69 @@ inline count_waiting(i) {
   fi
 }
 
-/* wake_writer(): [R6] fence, then wake the writer if it is waiting. */
+/* wake_writer(): [R6] fence, then wake the writer if it is waiting. Only
+ * cell accesses: it runs after the caller's release. */
 inline wake_writer(i) {
 #ifndef MUTANT_NO_WAKE_FENCE
   fence(i);                           /* [R6] */
 #endif
+  CELL_
   if
-  :: writer_waiting -> woken = 1      /* writer_wake_seq_ += 1; notify_one() */
+  :: writer_waiting ->
+#if defined(MUTANT_WAKE_BEFORE_BUMP)
+     wsleep = 0;                      /* futex_wake before the bump */
+     CELL_ woken = 1
+#elif defined(COARSE_FUTEX)
+     CELL_ atomic { woken = 1; wsleep = 0 }
+#else
+     CELL_ woken = 1;                 /* writer_wake_seq += 1 (release) */
+     wsleep = 0                       /* futex_wake(&writer_wake_seq, 1) */
+#endif
+  :: else -> skip
+  fi
+}
+
+/* wait_for_open_block(): mark "sleepers" (1 -> 2), futex_wait(&block_, 2),
+ * until block_ is seen 0 (the poll before sleeping is the `block == 0`
+ * branch taken at any time). */
+inline wait_for_open_block(i) {
+  do
+  :: block == 0 -> break
+#ifdef COARSE_FUTEX
+  :: block != 0 ->                    /* mark and futex_wait as one step */
+     atomic { if :: block != 0 -> block = 2; bsleep[i] = 1 :: else -> skip fi };
+#else
+  :: block == 1 -> atomic { if :: block == 1 -> block = 2 :: else -> skip fi }
+  :: block == 2 ->
+#ifdef MUTANT_SLEEP_WITHOUT_RECHECK
+     bsleep[i] = 1;                   /* sleeps on what it saw, no comparison */
+#else
+     atomic { if :: block == 2 -> bsleep[i] = 1 :: else -> skip fi };
+#endif
+#endif
+     bsleep[i] == 0                   /* until a futex_wake dequeues it */
+  od
+}
+
+/* leave_waiting_readers(): the decrement tells whether to wake the writer. */
+inline leave_waiting(i) {
+#ifdef MUTANT_NOTIFY_BEFORE_DECREMENT
+  /* The old std::atomic::notify_all(): its check for sleepers (libstdc++'s
+   * waiter count) can pass the relaxed decrement on a weakly ordered CPU. */
+  lb = wr_asleep;
+  atomic { lb = lb && waiting_readers == 1; waiting_readers-- };
+#else
+  atomic { lb = wr_asleep && waiting_readers == 1; waiting_readers-- };
+#endif
+  if
+  :: lb -> lb = 0; wrsleep = 0        /* futex_wake(&waiting_readers_, 1) */
   :: else -> skip
   fi
 }
 
 proctype Reader(byte i) {
   bit counted;
+  bit lb;                             /* leave_waiting(): wake the writer */
 #ifdef FAIRNESS
   /* wcommit (writers past their waiting_readers_ check so far) when this
    * reader, in this slow path, first ... */
@@ -265,7 +374,7 @@ R6b:      wake_writer(i);
           count_waiting(i);           /* the old order: counted after the wake-up */
 #endif
 #ifndef MUTANT_RETRY_WITHOUT_WAIT
-          block == 0;                 /* block_.wait(1) */
+          wait_for_open_block(i);
 #endif
           store_count(i, 1)           /* [R1] again */
        fi
@@ -293,7 +402,7 @@ R6b:      wake_writer(i);
        /* The strong reading: not even writer fb + 1 gets in first. */
        assert(wcs_gen <= fb);
 #endif
-       waiting_readers--              /* fetch_sub; notify_all at zero */
+       leave_waiting(i)
     :: else -> skip
     fi;
 cs:
@@ -301,8 +410,16 @@ cs:
     assert(!writer_in_cs);
     readers_in_cs--;
     /* ---- unlock_shared() ---- */
+#ifdef LIVE
 R3: store_count(i, 0);                /* count = held - 1, release */
-R4: if                                /* gate_.load(relaxed) */
+#else
+R3: atomic {
+      store_count(i, 0);              /* count = held - 1, release */
+      if :: k == RITER -> rdone++ :: else -> skip fi
+    };
+#endif
+    CELL_
+R4: if                                /* cell->gate.load(relaxed) */
     :: gate != OPEN ->
 #ifndef MUTANT_NO_WAKE
 R6:    wake_writer(i)
@@ -328,10 +445,11 @@ end:
 
 /* ---------------------------------------------------------------- writer */
 
-/* close_gate() (rcu_sync_enter) under sync_mutex_. */
+/* RcuSync::enter() (rcu_sync_enter) under its mutex. */
 inline close_gate() {
   atomic {
     syncm == 0 -> syncm = 1;
+    wmutex = 1;                       /* (the writer's, taken just before) */
     writers_inside++
   };
   if
@@ -349,7 +467,7 @@ W2:  membarrier();
   fi
 }
 
-/* schedule_gate_reopen() (rcu_sync_exit) under sync_mutex_. */
+/* RcuSync::exit() (rcu_sync_exit) under its mutex. */
 inline schedule_gate_reopen() {
   atomic {
     syncm == 0 -> syncm = 1;
@@ -375,15 +493,14 @@ inline schedule_gate_reopen() {
 }
 
 proctype Writer() {
-  byte n, j, sum;
+  byte n, j, sum, old;
 #ifdef LIVE
   do :: true ->
 #else
   byte k;
   for (k : 1 .. WITER) {
 #endif
-    /* writer_mutex_: one writer process */
-    close_gate();
+    close_gate();                     /* after taking writer_mutex_ */
     /* Readers that waited for the previous writer get in first. */
 #ifdef MUTANT_NO_WAITING_READERS
     COMMIT;                           /* no waiting for them */
@@ -392,17 +509,30 @@ proctype Writer() {
     :: atomic {
          n = waiting_readers;
          if
-         :: n == 0 -> COMMIT; break
+         :: n == 0 -> wr_asleep = 0; COMMIT; break   /* then clear our bit */
          :: else -> skip
          fi
        };
-       waiting_readers != n           /* waiting_readers_.wait(n) */
+       /* compare_exchange(n, n | asleep), then futex_wait(n | asleep) */
+#ifdef COARSE_FUTEX
+       atomic { if :: waiting_readers == n -> wr_asleep = 1; wrsleep = 1 :: else -> skip fi };
+       wrsleep == 0
+#else
+       atomic { if :: waiting_readers == n -> wr_asleep = 1 :: else -> n = 0 fi };
+       if
+       :: n != 0 ->
+          atomic { if :: waiting_readers == n && wr_asleep -> wrsleep = 1 :: else -> skip fi };
+          wrsleep == 0
+       :: else -> skip
+       fi
+#endif
     od;
+    n = 0;
 #endif
 W3: block = 1;
     writer_waiting = 1;               /* then a seq_cst fence */
 W4: do
-    :: woken = 0;                     /* seq = writer_wake_seq_.load() */
+    :: woken = 0;                     /* seq = cell->writer_wake_seq.load() */
        sum = 0;                       /* slots_.sum_acquire(), slot by slot */
        j = 0;
        do
@@ -411,7 +541,9 @@ W4: do
        od;
        if
        :: sum == 0 -> break
-       :: else -> woken == 1          /* writer_wake_seq_.wait(seq) */
+       :: else ->                     /* futex_wait(&writer_wake_seq, seq) */
+          atomic { if :: woken == 0 -> wsleep = 1 :: else -> skip fi };
+          wsleep == 0
        fi
     od;
     sum = 0;
@@ -423,9 +555,37 @@ W4: do
 #endif
     assert(readers_in_cs == 0);
     writer_in_cs = 0;
-    /* ---- unlock() ---- */
-W7: block = 0;                        /* release; notify_all() */
-    schedule_gate_reopen()
+    /* ---- unlock(): leave_write_section() ---- */
+    schedule_gate_reopen();           /* rcu_sync exit, before [W7] */
+#ifdef LIVE
+#define LAST_W7 skip
+#else
+#define LAST_W7 if :: k == WITER -> wdone = 1 :: else -> skip fi
+#endif
+#ifdef MUTANT_WAKE_BEFORE_RELEASE
+    /* decides whether to wake from a load before its release */
+    old = block;
+W7: atomic { block = 0; LAST_W7 };
+#else
+W7: atomic { old = block; block = 0; LAST_W7 };   /* exchange, release */
+#endif
+    /* futex_wake_all(&block_) if the exchange read "sleepers", then
+     * writer_mutex_.unlock() (one step: the window that matters is the one
+     * between [W7] and the mutex) */
+    atomic {
+      if
+      :: old == 2 ->
+         j = 0;
+         do
+         :: j < NR -> bsleep[j] = 0; j++
+         :: else -> j = 0; break
+         od
+      :: else -> skip
+      fi;
+      old = 0;
+      OBJ;
+      wmutex = 0
+    }
 #ifdef LIVE
   od
 #else
@@ -433,14 +593,44 @@ W7: block = 0;                        /* release; notify_all() */
 #endif
 }
 
+/* ------------------------------------------------------- destroyer */
+
+#ifndef LIVE
+/* Every reader's last release in memory (its buffer drained, count 0). */
+#if NR == 1
+#define RELEASED_ALL (nsb[0] == 0 && cnt[0] == 0)
+#elif NR == 2
+#define RELEASED_ALL (nsb[0] == 0 && cnt[0] == 0 && nsb[1] == 0 && cnt[1] == 0)
+#else
+#define RELEASED_ALL (nsb[0] == 0 && cnt[0] == 0 && nsb[1] == 0 && cnt[1] == 0 && \
+                      nsb[2] == 0 && cnt[2] == 0)
+#endif
+
+/* The last user: it has seen every release (a thread that acquired the
+ * semaphore after them) and destroys it. ~PercpuRwSemaphore takes
+ * writer_mutex_ and the reopen token's mutex (no callback running). */
+#ifdef MUTANT_DTOR_NO_WAIT
+#define WRITER_MUTEX_FREE true          /* the old destructor did not take it */
+#else
+#define WRITER_MUTEX_FREE (wmutex == 0)
+#endif
+proctype Destroyer() {
+  atomic {
+    rdone == NR && wdone && RELEASED_ALL && block == 0 && syncm == 0 &&
+    WRITER_MUTEX_FREE -> freed = 1
+  }
+}
+#endif
+
 /* ------------------------------------------------ RCU callback thread */
 
-/* reopen_gate_callback(), run after a grace period (an arbitrary delay). */
+/* RcuSync::callback(), run after a grace period (an arbitrary delay). */
 proctype Callback() {
 end:
   do
   :: atomic {
-       cb_pending && syncm == 0 -> syncm = 1; cb_pending = 0;
+       /* once freed, the token has no owner: the callback does nothing */
+       cb_pending && syncm == 0 && NOT_FREED -> syncm = 1; cb_pending = 0;
        if
        :: writers_inside == 0 && sync_state == REPLAY ->
           sync_state = EXIT_PENDING; cb_pending = 1   /* queue_gate_reopen() again */
@@ -469,6 +659,9 @@ init {
     }
     run Writer();
     run Callback()
+#ifndef LIVE
+    ; run Destroyer()
+#endif
   }
 }
 
