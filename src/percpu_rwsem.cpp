@@ -27,6 +27,9 @@ PercpuRwSemaphore::PercpuRwSemaphore(ReadSide read_side, WriterWaits writer_wait
       rcu_sync_(cell_->gate, /*can_open=*/read_side_ == ReadSide::kAuto) {}
 
 PercpuRwSemaphore::~PercpuRwSemaphore() {
+  // Relaxed: a legitimate destroyer acquired the lock after the last
+  // release ([W7] among them), which orders this load after it; a writer
+  // still inside is a misuse that this check reports.
   if (block_.load(std::memory_order_relaxed) != kBlockOpen)
     detail::fatal(kComponent, "destroyed while write-locked");
   // A writer may still be inside unlock() after letting readers in ([W7]);
@@ -85,6 +88,8 @@ void PercpuRwSemaphore::wait_for_open_block() {
   if (detail::spin_briefly(
           [this] { return block_.load(std::memory_order_acquire) == kBlockOpen; }))
     return;
+  // Relaxed loads here: they only decide whether to sleep; the caller's
+  // acquire load after [R5] is the one that pairs with [W7].
   std::uint32_t seen = block_.load(std::memory_order_relaxed);
   while (seen != kBlockOpen) {
     // Mark the word before sleeping on it, so that [W7]'s exchange, which
@@ -134,6 +139,8 @@ void PercpuRwSemaphore::wake_writer(detail::LockCell* cell) noexcept {
   // writer_waiting. Either we see writer_waiting and wake it, or its [W4]
   // sees our count store that precedes this fence.
   std::atomic_thread_fence(std::memory_order_seq_cst);
+  // Relaxed: ordered after our count store by the fence above (the Dekker
+  // pair with the writer's store of writer_waiting and its fence).
   if (cell->writer_waiting.load(std::memory_order_relaxed) == 0) return;
   // Release: pairs with the writer's acquire load of writer_wake_seq; a
   // writer that loads this increment also sees our count store. Bumping the
@@ -208,6 +215,9 @@ bool PercpuRwSemaphore::enter_write_section(bool wait) {
     writer_mutex_.unlock();
     return false;
   }
+  // [W3] and the flags: relaxed, ordered before our [W4] loads by the fence
+  // below (block_ pairs with [R5], writer_waiting with [R6]); writer_owner_
+  // is compared by readers only with their own thread's token.
   block_.store(kBlocked, std::memory_order_relaxed);  // [W3]
   writer_owner_.store(detail::this_thread_token(), std::memory_order_relaxed);
   cell_->writer_waiting.store(1, std::memory_order_relaxed);
@@ -235,6 +245,8 @@ bool PercpuRwSemaphore::enter_write_section(bool wait) {
 // false (try_lock) instead of waiting for them.
 bool PercpuRwSemaphore::wait_for_waiting_readers(bool wait) {
   constexpr std::uint32_t kCount = ~kWriterAsleep;
+  // Relaxed throughout: the count orders no data (the readers it counts are
+  // still waited for at [W4]); whether to sleep is decided on this one word.
   auto none = [this] {
     return (waiting_readers_.load(std::memory_order_relaxed) & kCount) == 0;
   };
