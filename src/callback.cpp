@@ -188,8 +188,8 @@ int run_guarded(Domain::Impl& im, const Call& call, const char* kind,
     rc = call_catching(fn, why);
   }
   const long long end = now_ns();
-  observe(im, CallbackEvent{call.cpu, call.state, &im.table[call.state].name,
-                            call.startup, call.rollback, rc, begin, end, call.instance});
+  observe(im, CallbackEvent{call.cpu, call.state, &name, call.startup, call.rollback, rc,
+                            begin, end, call.instance});
   return rc;
 }
 

@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -685,6 +686,25 @@ TEST(NotifierPostDead, CallbackMayWaitForAWorkerThatTakesTheHotplugReadLock) {
 // POST_DEAD runs with the writers' lock still held: registration and other
 // hotplug wait until it returns (that is what orders registration against
 // POST_DEAD in the 2014 mail).
+// POST_DEAD is no state's callback: observers and traces see it as
+// "notify:post_dead" at state 0, after every teardown of the down.
+TEST(NotifierPostDead, ObserverSeesPostDeadByName) {
+  Domain d(4, 4);
+  NotifierBlock nb;
+  nb.call = [](NotifierBlock*, unsigned long, unsigned) { return kNotifyOk; };
+  ASSERT_TRUE(d.register_notifier(&nb).ok());
+  std::vector<std::string> names;
+  d.set_observer([&](const CallbackEvent& e) {
+    if (e.cpu == 3) names.push_back(*e.name);
+  });
+  ASSERT_TRUE(d.down(3).ok());
+  d.set_observer(nullptr);
+  ASSERT_FALSE(names.empty());
+  EXPECT_EQ(names.back(), "notify:post_dead");
+  EXPECT_EQ(std::count(names.begin(), names.end(), "notify:post_dead"), 1);
+  ASSERT_TRUE(d.unregister_notifier(&nb).ok());
+}
+
 TEST(NotifierPostDead, WritersLockIsStillHeldDuringPostDead) {
   Domain d(4, 3);  // CPU 3 offline
   Trace t;
