@@ -133,7 +133,7 @@ Domain::Domain(const CpuMask& possible, const CpuMask& online)
       present_(possible),
       online_(possible.capacity()),
       active_(possible.capacity()),
-      hotplug_lock_(ReadSide::kAuto),
+      hotplug_lock_(ReadSide::kAuto, WriterWaits::kForRcuGracePeriods),
       impl_(std::make_unique<Impl>(*this)) {
   for (unsigned cpu : online) {
     online_.set(cpu);

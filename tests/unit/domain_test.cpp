@@ -1501,6 +1501,37 @@ TEST(DomainMisuseDeathTest, ScopeEndedFromInsideItsOwnCallbackIsFatal) {
       "done\\(\\) from inside a hotplug callback");
 }
 
+// Regression (issue 11, defect 9): the hotplug read lock taken inside an RCU
+// read section while a down() holds the write lock and waits for a grace
+// period hung both threads silently. The Domain's lock is built with
+// WriterWaits::kForRcuGracePeriods, so the reader dies with a message instead.
+TEST(DomainMisuseDeathTest, HotplugReadLockInsideRcuReadSectionDuringADownIsFatal) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        Domain d(4, 4);
+        (void)d.setup_state(
+            Section::kPrepare, "gp:teardown", [](unsigned) { return 0; },
+            [](unsigned) { return 0; });  // so down() waits a grace period
+        std::atomic<bool> in_section{false};
+        std::thread reader([&] {
+          rcu::ReadGuard guard;
+          in_section.store(true);
+          // Wait until the down holds the write lock (the gate closes at once).
+          while (d.hotplug_lock().try_lock_shared()) {
+            d.hotplug_lock().unlock_shared();
+            std::this_thread::yield();
+          }
+          ReadLock lock(d.hotplug_lock());  // would wait for a writer waiting for us
+        });
+        while (!in_section.load()) std::this_thread::yield();
+        std::thread downer([&] { (void)d.down(1); });
+        reader.join();
+        downer.join();
+      },
+      "RCU read section");
+}
+
 TEST(DomainSparse, OnlyPossibleCpusExist) {
   auto possible = CpuMask::parse("0-3,8-11", 12);
   auto online = CpuMask::parse("0,2,9", 12);
