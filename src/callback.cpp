@@ -149,30 +149,35 @@ int run_instances(Domain::Impl& im, const Call& call, std::string* why)
 
 }  // namespace
 
-int call_catching(const std::function<int()>& fn, std::string* why) noexcept {
-  int rc = 0;
+int describe_failure(int rc, std::string* why) noexcept {
+  if (rc > 0) rc = -rc;  // tolerate a positive errno
+  if (why != nullptr) {
+    try {
+      *why = strf("error %d (%s)", rc, std::strerror(-rc));
+    } catch (...) {  // out of memory while describing the failure
+    }
+  }
+  return rc;
+}
+
+int describe_current_exception(std::string* why) noexcept {
+  int rc = -ECANCELED;
   std::string reason;
   try {
     try {
-      rc = fn();
-      if (rc > 0) rc = -rc;  // tolerate a positive errno
-      if (rc != 0) reason = strf("error %d (%s)", rc, std::strerror(-rc));
+      throw;
     } catch (const std::system_error& e) {
       // Keep the errno: the caller's Error::cause() then says what failed.
-      rc = e.code().category() == std::system_category() && e.code().value() > 0
-               ? -e.code().value()
-               : -ECANCELED;
+      if (e.code().category() == std::system_category() && e.code().value() > 0)
+        rc = -e.code().value();
       reason = strf("threw %s", e.what());
     } catch (const std::exception& e) {
-      rc = -ECANCELED;
       reason = strf("threw %s", e.what());
     } catch (...) {
-      rc = -ECANCELED;
       reason = "threw a non-standard exception";
     }
-    if (why != nullptr && rc != 0) *why = std::move(reason);
+    if (why != nullptr) *why = std::move(reason);
   } catch (...) {  // out of memory while describing the failure
-    if (rc == 0) rc = -ENOMEM;
   }
   return rc;
 }
@@ -180,7 +185,6 @@ int call_catching(const std::function<int()>& fn, std::string* why) noexcept {
 int run_guarded(Domain::Impl& im, const Call& call, const char* kind,
                 const std::string& name, const std::function<int()>& fn,
                 std::string* why) {
-  im.writers.assert_held("running a callback");
   const long long begin = now_ns();
   int rc;
   {
@@ -194,7 +198,6 @@ int run_guarded(Domain::Impl& im, const Call& call, const char* kind,
 }
 
 int invoke_callback(Domain::Impl& im, const Call& call, std::string* why) {
-  im.writers.assert_held("invoke_callback()");
   const StateEntry& e = im.table[call.state];
   // An injection hits the callback that may fail: the startup, or for a state
   // whose teardown may veto (DOWN_PREPARE), the teardown.

@@ -23,6 +23,8 @@ namespace cpuhp {
 //   - a teardown or rollback cannot fail: its failure is reported and 0
 //     returned.
 // Returns 0 or the negative errno; on failure *why (if given) says why.
+// The lock is asserted (at run time) by the operations that call this, once
+// per operation, not per callback; clang checks every call statically.
 int invoke_callback(Domain::Impl& im, const Call& call, std::string* why)
     CPUHP_REQUIRES(im.writers);
 
@@ -34,10 +36,24 @@ int run_guarded(Domain::Impl& im, const Call& call, const char* kind,
                 const std::string& name, const std::function<int()>& fn, std::string* why)
     CPUHP_REQUIRES(im.writers);
 
+// call_catching's cold halves: a nonzero return, and (only inside a catch
+// handler) the exception being handled.
+int describe_failure(int rc, std::string* why) noexcept;
+int describe_current_exception(std::string* why) noexcept;
+
 // Calls fn, converting a positive return into its negative and a throw into
 // a negative errno (std::system_error of the system category keeps its errno,
 // anything else is -ECANCELED), with *why (if given) saying what failed. The
 // one place where an exception becomes an errno; notifier calls use it too.
-int call_catching(const std::function<int()>& fn, std::string* why) noexcept;
-
+template <class Fn>
+int call_catching(Fn&& fn, std::string* why) noexcept {
+  try {
+    const int rc = fn();
+    if (rc == 0) [[likely]]
+      return 0;
+    return describe_failure(rc, why);
+  } catch (...) {
+    return describe_current_exception(why);
+  }
+}
 }  // namespace cpuhp

@@ -110,14 +110,6 @@ std::vector<StateInfo> installed_states(const Domain::Impl& im) {
   return out;
 }
 
-bool prepare_teardown_frees(const Domain::Impl& im, StateId id) {
-  const StateEntry& e = im.table[id];
-  if (id <= kStateOffline || id >= kStateBringup || !e.installed()) return false;
-  if (id == kStateNotifyPrepare) return !im.chain.empty();  // DEAD to deliver
-  return e.multi ? (e.instance_teardown && !e.instances.empty())
-                 : static_cast<bool>(e.teardown);
-}
-
 bool prepare_teardowns_installed(const Domain::Impl& im) {
   for (StateId id = kStatePrepareFirst; id < kStateBringup; ++id)
     if (prepare_teardown_frees(im, id)) return true;

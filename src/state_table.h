@@ -36,8 +36,14 @@ std::vector<StateInfo> installed_states(const Domain::Impl& im);
 // Whether the teardown of PREPARE state `id` may free what readers reach
 // through the online bit: it is installed and has a teardown (a multi-instance
 // state: and an instance; the notifier state: and a notifier, for DEAD).
-bool prepare_teardown_frees(const Domain::Impl& im, StateId id)
-    CPUHP_REQUIRES(im.writers);
+inline bool prepare_teardown_frees(const Domain::Impl& im, StateId id)
+    CPUHP_REQUIRES(im.writers) {
+  const StateEntry& e = im.table[id];
+  if (id <= kStateOffline || id >= kStateBringup || !e.installed()) return false;
+  if (id == kStateNotifyPrepare) return !im.chain.empty();  // DEAD to deliver
+  return e.multi ? (e.instance_teardown && !e.instances.empty())
+                 : static_cast<bool>(e.teardown);
+}
 // Whether a down must wait a grace period after clearing the online bit: some
 // PREPARE state's teardown may free.
 bool prepare_teardowns_installed(const Domain::Impl& im) CPUHP_REQUIRES(im.writers);

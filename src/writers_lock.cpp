@@ -13,25 +13,16 @@ namespace cpuhp {
 
 using detail::strf;
 
-namespace {
-thread_local char tl_writer_token;  // its address identifies the thread
-thread_local const CallbackContext* tl_context = nullptr;
-}  // namespace
-
 // ------------------------------------------------------------ WritersMutex
 
 void WritersMutex::lock() {
   mutex_.lock();
-  owner_.store(&tl_writer_token, std::memory_order_relaxed);
+  owner_.store(detail::this_thread_token(), std::memory_order_relaxed);
 }
 
 void WritersMutex::unlock() {
   owner_.store(nullptr, std::memory_order_relaxed);
   mutex_.unlock();
-}
-
-bool WritersMutex::held_by_this_thread() const noexcept {
-  return owner_.load(std::memory_order_relaxed) == &tl_writer_token;
 }
 
 void WritersMutex::assert_held(const char* who) const {
@@ -42,16 +33,8 @@ void WritersMutex::assert_held(const char* who) const {
 
 // ------------------------------------------------------------ contexts
 
-InCallback::InCallback(const Domain::Impl& im, const char* kind, unsigned cpu,
-                       StateId state)
-    : context_{&im, kind, cpu, state, tl_context} {
-  tl_context = &context_;
-}
-
-InCallback::~InCallback() { tl_context = context_.outer; }
-
 const CallbackContext* callback_context(const Domain::Impl& im) noexcept {
-  for (const CallbackContext* c = tl_context; c != nullptr; c = c->outer)
+  for (const CallbackContext* c = detail::tl_callback_context; c != nullptr; c = c->outer)
     if (c->domain == &im) return c;
   return nullptr;
 }

@@ -31,13 +31,20 @@
 
 namespace cpuhp {
 
+struct CallbackContext;
+namespace detail {
+inline thread_local const CallbackContext* tl_callback_context = nullptr;
+}  // namespace detail
+
 class CPUHP_CAPABILITY("mutex") WritersMutex {
  public:
   void lock() CPUHP_ACQUIRE();
   void unlock() CPUHP_RELEASE();
   // Relaxed: a thread compares the owner with its own token, which only it
   // stores, so it reads its own latest store or someone else's token.
-  bool held_by_this_thread() const noexcept;
+  bool held_by_this_thread() const noexcept {
+    return owner_.load(std::memory_order_relaxed) == detail::this_thread_token();
+  }
   // lockdep_assert_cpus_held(): a fatal diagnostic naming `who` unless the
   // calling thread holds the lock.
   void assert_held(const char* who) const CPUHP_ASSERT_CAPABILITY(this);
@@ -60,8 +67,11 @@ struct CallbackContext {
 // RAII: marks the calling thread as running `kind` for (cpu, state).
 class InCallback {
  public:
-  InCallback(const Domain::Impl& im, const char* kind, unsigned cpu, StateId state);
-  ~InCallback();
+  InCallback(const Domain::Impl& im, const char* kind, unsigned cpu, StateId state)
+      : context_{&im, kind, cpu, state, detail::tl_callback_context} {
+    detail::tl_callback_context = &context_;
+  }
+  ~InCallback() { detail::tl_callback_context = context_.outer; }
   InCallback(const InCallback&) = delete;
   InCallback& operator=(const InCallback&) = delete;
 
