@@ -3,8 +3,10 @@
  *
  * Code: src/domain.cpp, Domain::Impl::Impl: the kStateBringup state
  *   startup:  d.online_.set(cpu)                       (release)
- *   teardown: d.online_.clear(cpu); rcu::rcu_synchronize();
- * and run_up / run_down, which run the PREPARE startups (which build the
+ *   teardown: clear_online_bit() (src/transition.cpp): online_.clear(cpu);
+ *             rcu::rcu_synchronize() (owed instead when nothing is installed
+ *             to free: owed_grace_period.pml)
+ * and walk() (src/transition.cpp), which runs the PREPARE startups (which build the
  * CPU's per-CPU data) before the bringup startup, and the PREPARE teardowns
  * (which free it) after the bringup teardown. Readers: an RCU read section
  * (cpuhp::rcu::ReadGuard) that tests the bit (CpuMask::test, acquire) and, if

@@ -1,14 +1,15 @@
 /*
  * registration.pml - registering states and notifiers against hotplug.
  *
- * Code: src/domain.cpp (bring_to, transition, run_up, run_down, the bringup
- * state's startup/teardown), src/registration.cpp (Impl::install,
- * Impl::uninstall, register_begin), src/notifier_chain.cpp
+ * Code: src/domain.cpp (Domain::hotplug, the bringup state), src/transition.cpp
+ * (transition, walk), src/registration.cpp (install_state, remove_state),
+ * src/state_table.cpp (reserve_state, commit_state), src/writers_lock.cpp
+ * (WritersLock, register_begin's lock), src/notifier_chain.cpp
  * (install_notifier_states, notify_post_dead, register_notifier). Labels:
- *   WL:  lock_writers()            the writers' lock (cpu_add_remove_lock)
+ *   WL:  WritersLock               the writers' lock (cpu_add_remove_lock)
  *   HPW: WriteLock hotplug(...)    the hotplug lock taken for writing
  *   PD:  notify_post_dead()        after HPW is dropped, WL still held
- *   INS: slot.installed = true     at the end of Impl::install
+ *   INS: commit_state()            at the end of install_state()
  *
  * CPUs and states. NCPU = 3: CPU 0 and CPU 2 start online, CPU 1 offline.
  * The state table is cut down to the states that matter here, in the order
@@ -29,7 +30,7 @@
  *   bring_to(cpu, NPREP) while notifiers are registered: kBusy
  *     (Domain::bring_to);
  *   register_notifier() while some CPU is at NPREP: kBusy
- *     (Domain::Impl::register_notifier).
+ *     (register_notifier in src/notifier_chain.cpp).
  * Other bring_to() refusals: target == current state (kAlreadyInState) is
  * modelled; the last online CPU (kLastCpu) never applies (CPU 0 stays
  * online), nor do the argument checks.
@@ -102,7 +103,7 @@
 #define PARK_REFUSED(target) ((target) == NPREP && nb_reg)
 #endif
 
-/* Domain::Impl::register_notifier(): kBusy while some CPU's state is
+/* register_notifier() (src/notifier_chain.cpp): kBusy while some CPU's state is
  * kStateNotifyPrepare. */
 #ifdef MUTANT_REGISTER_WHILE_PARKED
 #define REGISTER_REFUSED 0
@@ -183,7 +184,7 @@ inline notify(ev, cpu) {
   fi
 }
 
-/* Impl::invoke() of state s on cpu; ok := 0 if a startup failed. */
+/* invoke_callback() of state s on cpu; ok := 0 if a startup failed. */
 inline invoke(s, cpu, up, rollback, ok) {
   ok = 1;
   if
@@ -209,13 +210,13 @@ inline invoke(s, cpu, up, rollback, ok) {
   fi
 }
 
-/* Impl::transition() with the writers' lock held; the caller unlocks. */
+/* transition() with the writers' lock held; the caller unlocks. */
 inline transition(cpu, target) {
   from = st[cpu];
 HPW:
   lock_hp_write();
   if
-  :: target > from ->                       /* run_up */
+  :: target > from ->                       /* walk up */
      s = from + 1;
      do
      :: s > target -> break
@@ -243,7 +244,7 @@ HPW:
            break
         fi
      od
-  :: else ->                                /* run_down (no veto here) */
+  :: else ->                                /* walk down (no veto here) */
      s = from;
      do
      :: s <= target -> break
@@ -305,7 +306,7 @@ WL:
 #endif
 }
 
-/* setup_state() of state S (Impl::install with calls), then remove_state(S). */
+/* setup_state() of state S (install_state with calls), then remove_state(S). */
 proctype Registrar(byte S) {
   byte cpu, c, done;
   bit ok;

@@ -24,7 +24,7 @@ PercpuRwSemaphore::PercpuRwSemaphore(ReadSide read_side, WriterWaits writer_wait
       writer_waits_(writer_waits),
       // The fenced read side keeps the gate closed for good: every reader
       // takes the slow path, whose fence [R5] replaces the writer's [W2].
-      rcu_sync_(cell_->gate, /*can_open=*/read_side_ == ReadSide::kAuto) {}
+      rcu_sync_(gate_, cell_->gate, /*can_open=*/read_side_ == ReadSide::kAuto) {}
 
 PercpuRwSemaphore::~PercpuRwSemaphore() {
   // Relaxed: a legitimate destroyer acquired the lock after the last
@@ -122,7 +122,7 @@ bool PercpuRwSemaphore::try_lock_shared() {
   if (held > 0) return true;
   std::atomic_signal_fence(std::memory_order_seq_cst);
   // [R2] Acquire: pairs with [W6], as in lock_shared().
-  if (cell_->gate.load(std::memory_order_acquire) == detail::kGateOpen) return true;
+  if (gate_.load(std::memory_order_acquire) == detail::kGateOpen) return true;
   std::atomic_thread_fence(std::memory_order_seq_cst);         // [R5]
   if (block_.load(std::memory_order_acquire) == kBlockOpen ||  // pairs with [W7]
       writer_owner_.load(std::memory_order_relaxed) == detail::this_thread_token())

@@ -16,13 +16,20 @@ struct RcuSync::Token {
   explicit Token(RcuSync* o) : owner(o) {}
 };
 
-RcuSync::RcuSync(std::atomic<std::uint32_t>& gate, bool can_open)
+RcuSync::RcuSync(std::atomic<std::uint32_t>& gate, std::atomic<std::uint32_t>& cell_gate,
+                 bool can_open)
     : gate_(gate),
+      cell_gate_(cell_gate),
       state_(can_open ? State::kIdle : State::kClosedForGood),
       token_(std::make_shared<Token>(this)) {
   // Relaxed: the semaphore is published to its users by whatever hands it to
   // them, which orders this store before their first read of the gate.
-  gate_.store(can_open ? kGateOpen : kGateClosed, std::memory_order_relaxed);
+  set_gate(can_open ? kGateOpen : kGateClosed, std::memory_order_relaxed);
+}
+
+void RcuSync::set_gate(std::uint32_t value, std::memory_order order) noexcept {
+  gate_.store(value, order);
+  cell_gate_.store(value, order);
 }
 
 RcuSync::~RcuSync() {
@@ -71,7 +78,7 @@ void RcuSync::enter() {
       // [W1] Relaxed: the membarrier below orders it before the caller's
       // loads that follow ([W4]) and makes it visible to every reader's next
       // [R2] (the pairing is spelled out in percpu_rwsem.h).
-      gate_.store(kGateClosed, std::memory_order_relaxed);
+      set_gate(kGateClosed, std::memory_order_relaxed);
       membarrier_all_threads();  // [W2]
       state_ = State::kPassed;
       break;
@@ -133,7 +140,7 @@ void RcuSync::callback() {
       // [W6] Release: pairs with the readers' acquire load at [R2]; the last
       // write section (which ended before the exit() that queued us, under
       // this mutex) happens-before every fast-path read section after this.
-      gate_.store(kGateOpen, std::memory_order_release);
+      set_gate(kGateOpen, std::memory_order_release);
       state_ = State::kIdle;
       callback_queued_ = false;
       return;

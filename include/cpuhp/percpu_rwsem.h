@@ -68,10 +68,11 @@
 // spin with mutants for each step that matters, and in percpu_rwsem.cpp)
 //
 //   [R1] reader: count += 1 (plain store to its own slot)
-//   [R2] reader: load gate; open: done (fast path)
+//   [R2] reader: load gate (the lock's own copy); open: done (fast path)
 //   [R3] unlock: count -= 1 (release). The reader loaded the address of the
 //        semaphore's LockCell before: after [R3] it touches only the cell
-//   [R4] unlock: load gate (in the cell); closed: wake the writer
+//   [R4] unlock: load gate (the cell's copy, written with the lock's own);
+//        closed: wake the writer
 //   [R5] slow path: fence, load block; set: back off (count = 0) and wait
 //   [R6] wake_writer(): fence, load writer_waiting (cell), bump the wake
 //        sequence (cell), futex-wake it
@@ -165,7 +166,7 @@ class PercpuRwSemaphore {
     std::atomic_signal_fence(std::memory_order_seq_cst);
     // [R2] Acquire: pairs with the release store that reopens the gate [W6],
     // which happens-after the last writer's section.
-    if (cell_->gate.load(std::memory_order_acquire) == detail::kGateOpen) [[likely]]
+    if (gate_.load(std::memory_order_acquire) == detail::kGateOpen) [[likely]]
       return;
     lock_shared_slow(slot);
   }
@@ -227,14 +228,17 @@ class PercpuRwSemaphore {
   void leave_write_section();
   void open_block() noexcept;  // [W7]: readers may enter again; wakes sleepers
 
-  // First, so that it shares a cache line with slots_'s id (both are read by
-  // every fast path), and is destroyed last, after rcu_sync_ stopped writing
-  // its gate.
+  // First, so that they share a cache line with slots_'s id (all are read by
+  // every fast path), and are destroyed last, after rcu_sync_ stopped writing
+  // the gate. The gate has two copies (detail::RcuSync): gate_ for [R2],
+  // read while the lock is surely alive (one load, as before issue 11), and
+  // cell_->gate for [R4], read after the releasing store.
   detail::LockCellRef cell_;
+  std::atomic<std::uint32_t> gate_;
   detail::ReaderSlotTable slots_;
   const ReadSide read_side_;
   const WriterWaits writer_waits_;
-  detail::RcuSync rcu_sync_;  // the gate: cell_->gate
+  detail::RcuSync rcu_sync_;  // writes gate_ and cell_->gate
 
   // Writer side; readers touch these only on slow paths, inside their calls.
   alignas(detail::kCacheLine) std::atomic<std::uint32_t> block_{kBlockOpen};

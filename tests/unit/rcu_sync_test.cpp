@@ -46,16 +46,17 @@ class RcuSyncTest : public testing::Test {
       GTEST_SKIP() << "membarrier unavailable: an open gate cannot be closed";
   }
   std::atomic<std::uint32_t> gate_{0xdead};
+  std::atomic<std::uint32_t> cell_gate_{0xbeef};  // the copy in the LockCell
 };
 
 TEST_F(RcuSyncTest, StartsIdleWithTheGateOpen) {
-  RcuSync sync(gate_, /*can_open=*/true);
+  RcuSync sync(gate_, cell_gate_, /*can_open=*/true);
   EXPECT_EQ(sync.state(), State::kIdle);
   EXPECT_TRUE(gate_open(gate_));
 }
 
 TEST_F(RcuSyncTest, EnterClosesExitReopensAGracePeriodLater) {
-  RcuSync sync(gate_, true);
+  RcuSync sync(gate_, cell_gate_, true);
   {
     rcu::ReadGuard hold_off_grace_periods;
     sync.enter();
@@ -74,7 +75,7 @@ TEST_F(RcuSyncTest, EnterClosesExitReopensAGracePeriodLater) {
 // callback finds it inside and leaves the gate closed; its exit() queues a
 // new callback.
 TEST_F(RcuSyncTest, WriterBackBeforeTheCallbackKeepsTheGateClosed) {
-  RcuSync sync(gate_, true);
+  RcuSync sync(gate_, cell_gate_, true);
   {
     rcu::ReadGuard hold_off_grace_periods;
     sync.enter();
@@ -96,7 +97,7 @@ TEST_F(RcuSyncTest, WriterBackBeforeTheCallbackKeepsTheGateClosed) {
 // grace period began before the writer left, so it queues itself once more
 // (replay) instead of opening the gate.
 TEST_F(RcuSyncTest, WriterInAndOutWhileACallbackIsQueuedReplays) {
-  RcuSync sync(gate_, true);
+  RcuSync sync(gate_, cell_gate_, true);
   {
     rcu::ReadGuard hold_off_grace_periods;
     sync.enter();
@@ -115,7 +116,7 @@ TEST_F(RcuSyncTest, WriterInAndOutWhileACallbackIsQueuedReplays) {
 }
 
 TEST_F(RcuSyncTest, NestedWritersCountedOnce) {
-  RcuSync sync(gate_, true);
+  RcuSync sync(gate_, cell_gate_, true);
   sync.enter();
   sync.enter();
   sync.exit();
@@ -126,9 +127,26 @@ TEST_F(RcuSyncTest, NestedWritersCountedOnce) {
   EXPECT_EQ(sync.state(), State::kIdle);
 }
 
+// The lock's own copy of the gate (read at [R2]) and the cell's (read at [R4],
+// after the releasing store) are written together: closed before [W2], open
+// together at [W6].
+TEST_F(RcuSyncTest, BothCopiesOfTheGateMoveTogether) {
+  RcuSync sync(gate_, cell_gate_, true);
+  EXPECT_TRUE(gate_open(gate_) && gate_open(cell_gate_));
+  sync.enter();
+  EXPECT_FALSE(gate_open(gate_));
+  EXPECT_FALSE(gate_open(cell_gate_));
+  sync.exit();
+  run_callbacks();
+  EXPECT_TRUE(eventually([&] { return sync.state() == State::kIdle; }));
+  EXPECT_TRUE(gate_open(gate_));
+  EXPECT_TRUE(gate_open(cell_gate_));
+}
+
 TEST(RcuSyncClosedForGood, TheGateNeverOpens) {
-  std::atomic<std::uint32_t> gate{kGateOpen};
-  RcuSync sync(gate, /*can_open=*/false);
+  std::atomic<std::uint32_t> gate{kGateOpen}, cell_gate{kGateOpen};
+  RcuSync sync(gate, cell_gate, /*can_open=*/false);
+  EXPECT_FALSE(gate_open(cell_gate));
   EXPECT_EQ(sync.state(), State::kClosedForGood);
   EXPECT_FALSE(gate_open(gate));
   for (int i = 0; i < 3; ++i) {
@@ -145,7 +163,7 @@ TEST(RcuSyncClosedForGood, TheGateNeverOpens) {
 TEST_F(RcuSyncTest, DestroyedWithACallbackQueued) {
   {
     rcu::ReadGuard hold_off_grace_periods;
-    auto sync = std::make_unique<RcuSync>(gate_, true);
+    auto sync = std::make_unique<RcuSync>(gate_, cell_gate_, true);
     sync->enter();
     sync->exit();
     sync.reset();  // inside a read section: waiting for a grace period would hang
@@ -166,13 +184,13 @@ TEST_F(RcuSyncDeathTest, ExitWithoutEnterIsFatal) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(
       {
-        RcuSync sync(gate_, true);
+        RcuSync sync(gate_, cell_gate_, true);
         sync.exit();
       },
       "RcuSync: impossible transition: exit\\(\\) without enter\\(\\) in state 'idle'");
   EXPECT_DEATH(
       {
-        RcuSync sync(gate_, false);
+        RcuSync sync(gate_, cell_gate_, false);
         sync.exit();
       },
       "impossible transition: exit\\(\\) without enter\\(\\) in state 'closed for good'");
@@ -182,7 +200,7 @@ TEST_F(RcuSyncDeathTest, DestroyedWithAWriterInsideIsFatal) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(
       {
-        RcuSync sync(gate_, true);
+        RcuSync sync(gate_, cell_gate_, true);
         sync.enter();
       },
       "impossible transition: destruction in state 'passed' with 1 writer");

@@ -39,8 +39,14 @@
 //
 // CONTRACT
 //
-//   RcuSync(gate, can_open)  `gate` must outlive every callback: it lives in a
-//       type-stable LockCell. can_open: start kIdle with the gate open, else
+//   RcuSync(gate, cell_gate, can_open)  two copies of one gate, written
+//       together: `gate` for readers that test it inside their call (the
+//       lock's own word, next to what its fast path reads anyway), `cell_gate`
+//       for what a reader tests after its releasing store, when the lock may
+//       be gone (it lives in a type-stable LockCell). Both are closed before
+//       the membarrier [W2] and opened together at [W6], so each pairs with
+//       [W2] on its own. Both must outlive every callback that may run while
+//       the RcuSync exists. can_open: start kIdle with the gate open, else
 //       kClosedForGood with it closed.
 //   enter() / exit()   any thread, paired, never inside an RCU read section
 //       of the caller's that a writer could wait for (they do not wait for a
@@ -72,7 +78,8 @@ class RcuSync {
  public:
   enum class State { kIdle, kPassed, kExitPending, kReplay, kClosedForGood };
 
-  RcuSync(std::atomic<std::uint32_t>& gate, bool can_open);
+  RcuSync(std::atomic<std::uint32_t>& gate, std::atomic<std::uint32_t>& cell_gate,
+          bool can_open);
   ~RcuSync();
   RcuSync(const RcuSync&) = delete;
   RcuSync& operator=(const RcuSync&) = delete;
@@ -90,7 +97,11 @@ class RcuSync {
   void callback() CPUHP_EXCLUDES(mutex_);
   [[noreturn]] void impossible(const char* event) const CPUHP_REQUIRES(mutex_);
 
+  // Writes both copies of the gate.
+  void set_gate(std::uint32_t value, std::memory_order order) noexcept;
+
   std::atomic<std::uint32_t>& gate_;
+  std::atomic<std::uint32_t>& cell_gate_;
   mutable Mutex mutex_;
   State state_ CPUHP_GUARDED_BY(mutex_);
   int writers_ CPUHP_GUARDED_BY(mutex_) = 0;
