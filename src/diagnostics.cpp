@@ -7,26 +7,28 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <string_view>
+
+#include "strf.h"
 
 namespace cpuhp {
 namespace {
 
 std::atomic<DiagnosticHandler> handler{&write_diagnostic_to_stderr};
 
-std::string vformat(const char* fmt, va_list args) {
-  va_list copy;
-  va_copy(copy, args);
-  const int n = std::vsnprintf(nullptr, 0, fmt, copy);
-  va_end(copy);
-  std::string out(n > 0 ? static_cast<std::size_t>(n) : 0, '\0');
-  if (n > 0) std::vsnprintf(out.data(), out.size() + 1, fmt, args);
-  return out;
-}
-
-void dispatch(Severity severity, const char* component, const std::string& message) {
+// Formats one message and passes it to the handler; never throws.
+[[gnu::format(printf, 3, 0)]] void dispatch(Severity severity, const char* component,
+                                            const char* fmt, va_list args) noexcept {
+  std::string message;
+  std::string_view text = fmt;
+  try {
+    message = detail::vstrf(fmt, args);
+    text = message;
+  } catch (...) {  // out of memory: the format string still says what happened
+  }
   // Acquire: pairs with the release exchange in set_diagnostic_handler(), so
   // the handler's code and data are visible before it is called.
-  handler.load(std::memory_order_acquire)(Diagnostic{severity, component, message});
+  handler.load(std::memory_order_acquire)(Diagnostic{severity, component, text});
 }
 
 }  // namespace
@@ -49,27 +51,15 @@ namespace detail {
 void warn(const char* component, const char* fmt, ...) noexcept {
   va_list args;
   va_start(args, fmt);
-  std::string message;
-  try {
-    message = vformat(fmt, args);
-  } catch (...) {
-    message = fmt;  // out of memory: the format string still says what happened
-  }
+  dispatch(Severity::kWarning, component, fmt, args);
   va_end(args);
-  dispatch(Severity::kWarning, component, message);
 }
 
 void fatal(const char* component, const char* fmt, ...) noexcept {
   va_list args;
   va_start(args, fmt);
-  std::string message;
-  try {
-    message = vformat(fmt, args);
-  } catch (...) {
-    message = fmt;
-  }
+  dispatch(Severity::kFatal, component, fmt, args);
   va_end(args);
-  dispatch(Severity::kFatal, component, message);
   std::abort();
 }
 

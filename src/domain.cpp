@@ -83,9 +83,21 @@ StateEntry multi_entry(std::string name, InstanceCallback startup,
   return e;
 }
 
-template <class T>
-Result<T> refused(const WritersLock& lock) {
-  return lock.status().error();
+// The body of every public call that installs a state: the entry checks and
+// the lock, then install_state().
+Result<StateId> enter_and_install(Domain::Impl& im, const Entry& entry, StateId id,
+                                  Section section, bool dynamic, StateEntry state,
+                                  bool calls) {
+  WritersLock lock(im, entry);
+  if (!lock.ok()) return lock.status().error();
+  return install_state(im, id, section, dynamic, std::move(state), calls);
+}
+
+// The same for removing one.
+Status enter_and_remove(Domain::Impl& im, const Entry& entry, StateId id, bool calls) {
+  WritersLock lock(im, entry);
+  if (!lock.ok()) return lock.status();
+  return remove_state(im, id, calls);
 }
 
 }  // namespace
@@ -323,10 +335,8 @@ Status Domain::resume_nonboot() {
 
 Result<StateId> Domain::setup_state(Section section, std::string name,
                                     StateCallback startup, StateCallback teardown) {
-  WritersLock lock(*impl_, {"setup_state()", Lock::kTakes, true});
-  if (!lock.ok()) return refused<StateId>(lock);
-  return install_state(
-      *impl_, 0, section, /*dynamic=*/true,
+  return enter_and_install(
+      *impl_, {"setup_state()", Lock::kTakes, true}, 0, section, true,
       single_entry(std::move(name), std::move(startup), std::move(teardown)),
       /*calls=*/true);
 }
@@ -334,20 +344,16 @@ Result<StateId> Domain::setup_state(Section section, std::string name,
 Result<StateId> Domain::setup_state_nocalls(Section section, std::string name,
                                             StateCallback startup,
                                             StateCallback teardown) {
-  WritersLock lock(*impl_, {"setup_state_nocalls()", Lock::kTakes, false});
-  if (!lock.ok()) return refused<StateId>(lock);
-  return install_state(
-      *impl_, 0, section, /*dynamic=*/true,
+  return enter_and_install(
+      *impl_, {"setup_state_nocalls()", Lock::kTakes, false}, 0, section, true,
       single_entry(std::move(name), std::move(startup), std::move(teardown)),
       /*calls=*/false);
 }
 
 Result<StateId> Domain::setup_state_at(StateId id, std::string name,
                                        StateCallback startup, StateCallback teardown) {
-  WritersLock lock(*impl_, {"setup_state_at()", Lock::kTakes, true});
-  if (!lock.ok()) return refused<StateId>(lock);
-  return install_state(
-      *impl_, id, Section::kPrepare, /*dynamic=*/false,
+  return enter_and_install(
+      *impl_, {"setup_state_at()", Lock::kTakes, true}, id, Section::kPrepare, false,
       single_entry(std::move(name), std::move(startup), std::move(teardown)),
       /*calls=*/true);
 }
@@ -355,34 +361,27 @@ Result<StateId> Domain::setup_state_at(StateId id, std::string name,
 Result<StateId> Domain::setup_state_at_nocalls(StateId id, std::string name,
                                                StateCallback startup,
                                                StateCallback teardown) {
-  WritersLock lock(*impl_, {"setup_state_at_nocalls()", Lock::kTakes, false});
-  if (!lock.ok()) return refused<StateId>(lock);
-  return install_state(
-      *impl_, id, Section::kPrepare, /*dynamic=*/false,
-      single_entry(std::move(name), std::move(startup), std::move(teardown)),
+  return enter_and_install(
+      *impl_, {"setup_state_at_nocalls()", Lock::kTakes, false}, id, Section::kPrepare,
+      false, single_entry(std::move(name), std::move(startup), std::move(teardown)),
       /*calls=*/false);
 }
 
 Status Domain::remove_state(StateId id) {
-  WritersLock lock(*impl_, {"remove_state()", Lock::kTakes, true});
-  if (!lock.ok()) return lock.status();
-  return cpuhp::remove_state(*impl_, id, /*calls=*/true);
+  return enter_and_remove(*impl_, {"remove_state()", Lock::kTakes, true}, id, true);
 }
 
 Status Domain::remove_state_nocalls(StateId id) {
-  WritersLock lock(*impl_, {"remove_state_nocalls()", Lock::kTakes, false});
-  if (!lock.ok()) return lock.status();
-  return cpuhp::remove_state(*impl_, id, /*calls=*/false);
+  return enter_and_remove(*impl_, {"remove_state_nocalls()", Lock::kTakes, false}, id,
+                          false);
 }
 
 Result<StateId> Domain::setup_multi_state(Section section, std::string name,
                                           InstanceCallback startup,
                                           InstanceCallback teardown) {
-  WritersLock lock(*impl_, {"setup_multi_state()", Lock::kTakes, false});
-  if (!lock.ok()) return refused<StateId>(lock);
   // No instances yet: nothing to call.
-  return install_state(
-      *impl_, 0, section, /*dynamic=*/true,
+  return enter_and_install(
+      *impl_, {"setup_multi_state()", Lock::kTakes, false}, 0, section, true,
       multi_entry(std::move(name), std::move(startup), std::move(teardown)),
       /*calls=*/false);
 }
@@ -498,10 +497,8 @@ Result<StateId> RegistrationScope::setup_state(Section section, std::string name
                                                StateCallback teardown) {
   const char* what = "RegistrationScope::setup_state()";
   if (domain_ == nullptr) return scope_gone(what);
-  WritersLock lock(*domain_->impl_, {what, Lock::kHeldByScope, true});
-  if (!lock.ok()) return refused<StateId>(lock);
-  return install_state(
-      *domain_->impl_, 0, section, /*dynamic=*/true,
+  return enter_and_install(
+      *domain_->impl_, {what, Lock::kHeldByScope, true}, 0, section, true,
       single_entry(std::move(name), std::move(startup), std::move(teardown)),
       /*calls=*/true);
 }
@@ -511,10 +508,8 @@ Result<StateId> RegistrationScope::setup_state_nocalls(Section section, std::str
                                                        StateCallback teardown) {
   const char* what = "RegistrationScope::setup_state_nocalls()";
   if (domain_ == nullptr) return scope_gone(what);
-  WritersLock lock(*domain_->impl_, {what, Lock::kHeldByScope, false});
-  if (!lock.ok()) return refused<StateId>(lock);
-  return install_state(
-      *domain_->impl_, 0, section, /*dynamic=*/true,
+  return enter_and_install(
+      *domain_->impl_, {what, Lock::kHeldByScope, false}, 0, section, true,
       single_entry(std::move(name), std::move(startup), std::move(teardown)),
       /*calls=*/false);
 }
@@ -522,17 +517,13 @@ Result<StateId> RegistrationScope::setup_state_nocalls(Section section, std::str
 Status RegistrationScope::remove_state(StateId id) {
   const char* what = "RegistrationScope::remove_state()";
   if (domain_ == nullptr) return scope_gone(what);
-  WritersLock lock(*domain_->impl_, {what, Lock::kHeldByScope, true});
-  if (!lock.ok()) return lock.status();
-  return cpuhp::remove_state(*domain_->impl_, id, /*calls=*/true);
+  return enter_and_remove(*domain_->impl_, {what, Lock::kHeldByScope, true}, id, true);
 }
 
 Status RegistrationScope::remove_state_nocalls(StateId id) {
   const char* what = "RegistrationScope::remove_state_nocalls()";
   if (domain_ == nullptr) return scope_gone(what);
-  WritersLock lock(*domain_->impl_, {what, Lock::kHeldByScope, false});
-  if (!lock.ok()) return lock.status();
-  return cpuhp::remove_state(*domain_->impl_, id, /*calls=*/false);
+  return enter_and_remove(*domain_->impl_, {what, Lock::kHeldByScope, false}, id, false);
 }
 
 }  // namespace cpuhp

@@ -1368,6 +1368,51 @@ TEST(DomainRcu, PrepareTeardownOfAnOnlineCpuRetiresWhatAReaderHolds) {
   rcu::rcu_barrier();  // the retired objects are freed
 }
 
+// For the owed-grace-period tests: a reader that sees CPU 1 online, waits
+// for phase 2, then (same read section) takes the object published for CPU 1
+// (phase 3), holds it 100 ms (a teardown must wait for that) and records
+// whether it was still alive.
+struct CpuOneHolder {
+  std::vector<std::atomic<PerCpuObject*>> objs{4};
+  std::atomic<int> phase{0};
+  std::atomic<bool> used_alive{false};
+  std::thread thread;
+
+  explicit CpuOneHolder(Domain& d)
+      : thread([this, &d] {
+          rcu::ReadGuard guard;
+          if (!d.cpu_online(1)) return;
+          phase.store(1);
+          while (phase.load() != 2) std::this_thread::yield();
+          PerCpuObject* p;
+          while ((p = objs[1].load(std::memory_order_acquire)) == nullptr)
+            std::this_thread::yield();
+          phase.store(3);
+          std::this_thread::sleep_for(100ms);
+          used_alive.store(p->magic.load(std::memory_order_relaxed) == kAlive);
+        }) {
+    while (phase.load() != 1) std::this_thread::yield();
+  }
+  // A PREPARE startup: publish the CPU's object.
+  int publish(unsigned cpu) {
+    objs[cpu].store(new PerCpuObject, std::memory_order_release);
+    return 0;
+  }
+  // A PREPARE teardown that follows domain.h: retire while the CPU's bit is
+  // set, free at once (poisoned) once it is clear.
+  int unpublish(const Domain& d, unsigned cpu) {
+    PerCpuObject* p = objs[cpu].exchange(nullptr);
+    if (p == nullptr) return 0;
+    if (d.cpu_online(cpu)) {
+      rcu::rcu_retire(p);
+    } else {
+      p->magic.store(kPoison, std::memory_order_relaxed);
+      delete p;
+    }
+    return 0;
+  }
+};
+
 // Found by the API sequence fuzzer: a down() with no PREPARE teardown
 // installed skips its grace period. A reader that saw the CPU online before
 // that down may then reach data a PREPARE startup publishes for the CPU later
@@ -1377,46 +1422,18 @@ TEST(DomainRcu, PrepareTeardownOfAnOnlineCpuRetiresWhatAReaderHolds) {
 // before the first PREPARE teardown that finds the bit clear.
 TEST(DomainGracePeriod, OwedGracePeriodIsWaitedBeforeAPrepareTeardownOfAParkedCpu) {
   Domain d(4, 4);
-  std::vector<std::atomic<PerCpuObject*>> objs(4);
-  std::atomic<int> phase{0};  // 1: saw CPU 1 online; 2: parked; 3: holds object
-  std::atomic<bool> used_alive{false};
-  std::thread reader([&] {
-    rcu::ReadGuard guard;
-    if (!d.cpu_online(1)) return;
-    phase.store(1);
-    while (phase.load() != 2) std::this_thread::yield();
-    PerCpuObject* p;
-    while ((p = objs[1].load(std::memory_order_acquire)) == nullptr)
-      std::this_thread::yield();
-    phase.store(3);
-    std::this_thread::sleep_for(100ms);  // the teardown must wait for this
-    used_alive.store(p->magic.load(std::memory_order_relaxed) == kAlive);
-  });
-  while (phase.load() != 1) std::this_thread::yield();
+  CpuOneHolder r(d);
   ASSERT_TRUE(Succeeds(d.bring_to(1, 20)));  // no PREPARE teardown: no grace period
   ASSERT_FALSE(d.cpu_online(1));
-  phase.store(2);
+  r.phase.store(2);
   Result<StateId> id = d.setup_state_at(
-      10, "owed:data",
-      [&](unsigned cpu) {
-        objs[cpu].store(new PerCpuObject, std::memory_order_release);
-        return 0;
-      },
-      [&](unsigned cpu) {
-        PerCpuObject* p = objs[cpu].exchange(nullptr);
-        p->magic.store(kPoison, std::memory_order_relaxed);
-        if (d.cpu_online(cpu)) {
-          rcu::rcu_retire(p);  // readers may hold it: domain.h, who waits
-        } else {
-          delete p;  // the bit is clear and a grace period has passed
-        }
-        return 0;
-      });
+      10, "owed:data", [&](unsigned cpu) { return r.publish(cpu); },
+      [&](unsigned cpu) { return r.unpublish(d, cpu); });
   ASSERT_TRUE(Succeeds(id));
-  while (phase.load() != 3) std::this_thread::yield();
+  while (r.phase.load() != 3) std::this_thread::yield();
   ASSERT_TRUE(Succeeds(d.remove_state(*id)));
-  reader.join();
-  EXPECT_TRUE(used_alive.load());
+  r.thread.join();
+  EXPECT_TRUE(r.used_alive.load());
   rcu::rcu_barrier();
 }
 
@@ -1425,48 +1442,25 @@ TEST(DomainGracePeriod, OwedGracePeriodIsWaitedBeforeAPrepareTeardownOfAParkedCp
 // teardown finds the bit clear.
 TEST(DomainGracePeriod, OwedGracePeriodIsWaitedBeforeTheRollbackOfAFailedUp) {
   Domain d(4, 4);
-  std::vector<std::atomic<PerCpuObject*>> objs(4);
-  std::atomic<int> phase{0};
-  std::atomic<bool> used_alive{false};
+  std::atomic<const std::atomic<int>*> phase{nullptr};
   ASSERT_TRUE(Succeeds(d.setup_state_at_nocalls(
       11, "owed:fail",
       [&](unsigned cpu) {
         if (cpu != 1) return 0;
-        while (phase.load() != 3) std::this_thread::yield();  // reader holds CPU 1's
+        while (phase.load()->load() != 3) std::this_thread::yield();  // CPU 1's is held
         return -EIO;
       },
       nullptr)));
-  std::thread reader([&] {
-    rcu::ReadGuard guard;
-    if (!d.cpu_online(1)) return;
-    phase.store(1);
-    while (phase.load() != 2) std::this_thread::yield();
-    PerCpuObject* p;
-    while ((p = objs[1].load(std::memory_order_acquire)) == nullptr)
-      std::this_thread::yield();
-    phase.store(3);
-    std::this_thread::sleep_for(100ms);
-    used_alive.store(p->magic.load(std::memory_order_relaxed) == kAlive);
-  });
-  while (phase.load() != 1) std::this_thread::yield();
+  CpuOneHolder r(d);
+  phase.store(&r.phase);
   ASSERT_TRUE(Succeeds(d.down(1)));  // no PREPARE teardown: no grace period
   ASSERT_TRUE(Succeeds(d.setup_state_at_nocalls(
-      10, "owed:data",
-      [&](unsigned cpu) {
-        objs[cpu].store(new PerCpuObject, std::memory_order_release);
-        return 0;
-      },
-      [&](unsigned cpu) {
-        PerCpuObject* p = objs[cpu].exchange(nullptr);
-        if (p == nullptr) return 0;
-        p->magic.store(kPoison, std::memory_order_relaxed);
-        delete p;
-        return 0;
-      })));
-  phase.store(2);
+      10, "owed:data", [&](unsigned cpu) { return r.publish(cpu); },
+      [&](unsigned cpu) { return r.unpublish(d, cpu); })));
+  r.phase.store(2);
   EXPECT_TRUE(Fails(d.up(1), Errc::kCallbackFailed, {"CPU 1", "owed:fail"}));
-  reader.join();
-  EXPECT_TRUE(used_alive.load());
+  r.thread.join();
+  EXPECT_TRUE(r.used_alive.load());
 }
 
 // Found by the API sequence fuzzer: a CPU that suspend_nonboot() took down
