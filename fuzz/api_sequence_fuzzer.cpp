@@ -577,8 +577,12 @@ std::vector<std::uint8_t> model_of(const Reg& r) {
   for (unsigned slot = 0; slot < kSlots; ++slot) {
     v.push_back(r.added[slot]);
     for (unsigned cpu = 0; cpu < kCpus; ++cpu)
-      // Torn down or not; without a teardown nothing can undo a startup.
-      v.push_back(r.has_teardown && (r.up[slot][cpu] || r.exempt[slot][cpu]));
+      // Torn down or not. Without a teardown nothing can undo a startup, and
+      // without a startup nothing records one: the CPU's state says it all
+      // then (a failed suspend takes such a CPU down and back, and its
+      // exemption ends with the teardown, but the CPU is where it was).
+      v.push_back(r.has_startup && r.has_teardown &&
+                  (r.up[slot][cpu] || r.exempt[slot][cpu]));
   }
   return v;
 }
